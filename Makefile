@@ -1,0 +1,45 @@
+# The two commands a user needs (README): `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install run test lint typecheck check services bench graph clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q uv==0.13.9
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock
+	touch $@
+
+install: $(VENV)/.installed
+
+## Run web + worker + beat on the embedded default (SQLite + filesystem broker under var/).
+run: install
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} ./scripts/run.sh
+
+## The whole test suite against PostgreSQL and Redis on localhost (started if stopped).
+test: install services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+services:
+	./scripts/ensure_services.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	DJANGO_DEBUG=1 $(VENV)/bin/mypy .
+
+check: lint typecheck
+
+bench: install services
+	DJANGO_SETTINGS_MODULE=gatekeeper.settings_test $(PY) bench/run.py
+
+graph: install
+	DJANGO_DEBUG=1 $(PY) manage.py lifecycle_graph
+
+clean:
+	rm -rf var staticfiles .pytest_cache .mypy_cache .ruff_cache

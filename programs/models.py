@@ -1,0 +1,393 @@
+"""Initiatives, their success metrics and milestones, and the lifecycle (DESIGN.md §1).
+
+Transition methods here only guard and change fields; services (programs/services.py) lock the
+row, call them, save, and write the transition record and outbox events.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django_fsm import (
+    RETURN_VALUE,
+    ConcurrentTransitionMixin,
+    FSMField,
+    FSMModelMixin,
+    transition,
+)
+
+from programs import conditions
+from programs.stages import ACTIVE_STAGES, CANCELLABLE_STAGES, Stage
+
+
+class BusinessUnit(models.Model):
+    """A business line. Its members are the people a business owner must come from."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=120, unique=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="business_units"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RiskTier(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class Health(models.TextChoices):
+    GREEN = "green", "Green"
+    AMBER = "amber", "Amber"
+    RED = "red", "Red"
+
+
+class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
+    key = models.CharField(
+        max_length=20, unique=True, help_text="Stable human key (AI-042) used by ticketing systems."
+    )
+    name = models.CharField(max_length=200)
+    summary = models.TextField(blank=True)
+    business_unit = models.ForeignKey(
+        BusinessUnit, on_delete=models.PROTECT, related_name="initiatives"
+    )
+    business_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="owned_initiatives",
+    )
+    sponsor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="sponsored_initiatives",
+    )
+    delivery_lead = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="led_initiatives",
+    )
+    risk_tier = models.CharField(max_length=10, choices=RiskTier.choices, default=RiskTier.MEDIUM)
+    target_workflow = models.TextField(
+        blank=True, help_text="Which business process changes when this runs in operations."
+    )
+    stage = FSMField(
+        default=Stage.PROPOSED, choices=Stage.choices, protected=True, db_index=True
+    )
+    # Where `resume` returns to; set only while on hold.
+    held_from = models.CharField(max_length=20, choices=Stage.choices, blank=True)
+    stage_entered_at = models.DateTimeField()
+    health = models.CharField(max_length=10, choices=Health.choices, default=Health.GREEN)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(stage__in=[s.value for s in Stage]), name="initiative_stage_valid"
+            ),
+            models.CheckConstraint(
+                condition=(Q(stage=Stage.ON_HOLD) & ~Q(held_from=""))
+                | (~Q(stage=Stage.ON_HOLD) & Q(held_from="")),
+                name="initiative_held_from_only_on_hold",
+            ),
+            models.CheckConstraint(
+                condition=Q(risk_tier__in=RiskTier.values), name="initiative_risk_tier_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(health__in=Health.values), name="initiative_health_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["stage", "stage_entered_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.name}"
+
+    # --- lifecycle (pure: guard and change fields only) ----------------------------------------
+    @transition(
+        field=stage,
+        source=Stage.PROPOSED,
+        target=Stage.PILOT,
+        conditions=[
+            conditions.has_business_owner,
+            conditions.has_metric_with_baseline_and_target,
+            conditions.gate_approved,
+        ],
+    )
+    def start_pilot(self) -> None:
+        """G1."""
+
+    @transition(
+        field=stage,
+        source=Stage.PILOT,
+        target=Stage.INTEGRATION,
+        conditions=[conditions.gate_approved],
+    )
+    def start_integration(self) -> None:
+        """G2."""
+
+    @transition(
+        field=stage,
+        source=Stage.INTEGRATION,
+        target=Stage.HARDENING,
+        conditions=[conditions.gate_approved],
+    )
+    def start_hardening(self) -> None:
+        """G3."""
+
+    @transition(
+        field=stage,
+        source=Stage.HARDENING,
+        target=Stage.OPERATIONS,
+        conditions=[conditions.gate_approved],
+    )
+    def start_operations(self) -> None:
+        """G4."""
+
+    @transition(field=stage, source=Stage.OPERATIONS, target=Stage.RETIRED)
+    def retire(self) -> None:
+        pass
+
+    @transition(field=stage, source=list(ACTIVE_STAGES), target=Stage.ON_HOLD)
+    def hold(self) -> None:
+        self.held_from = self.stage
+
+    @transition(
+        field=stage,
+        source=Stage.ON_HOLD,
+        target=RETURN_VALUE(*ACTIVE_STAGES),
+        conditions=[conditions.knows_stage_to_resume],
+    )
+    def resume(self) -> str:
+        back_to = self.held_from
+        self.held_from = ""
+        return back_to
+
+    @transition(field=stage, source=list(CANCELLABLE_STAGES), target=Stage.CANCELLED)
+    def cancel(self) -> None:
+        self.held_from = ""
+
+    # Names of the forward (gated) transition out of each stage.
+    FORWARD: ClassVar[dict[str, str]] = {
+        Stage.PROPOSED: "start_pilot",
+        Stage.PILOT: "start_integration",
+        Stage.INTEGRATION: "start_hardening",
+        Stage.HARDENING: "start_operations",
+    }
+
+
+
+class Direction(models.TextChoices):
+    HIGHER = "higher", "Higher is better"
+    LOWER = "lower", "Lower is better"
+
+
+class SuccessMetric(models.Model):
+    initiative = models.ForeignKey(Initiative, on_delete=models.CASCADE, related_name="metrics")
+    name = models.CharField(max_length=200)
+    unit = models.CharField(max_length=40, blank=True)
+    baseline = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    target = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.HIGHER)
+    current_value = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    measured_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["initiative_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["initiative", "name"], name="metric_name_unique"),
+            models.CheckConstraint(
+                condition=Q(direction__in=Direction.values), name="metric_direction_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(current_value__isnull=True) | Q(measured_at__isnull=False),
+                name="metric_value_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    @property
+    def on_target(self) -> bool | None:
+        if self.current_value is None or self.target is None:
+            return None
+        if self.direction == Direction.HIGHER:
+            return self.current_value >= self.target
+        return self.current_value <= self.target
+
+
+class MetricReading(models.Model):
+    """History of recorded values; the metric keeps the latest for cheap reads."""
+
+    metric = models.ForeignKey(SuccessMetric, on_delete=models.CASCADE, related_name="readings")
+    value = models.DecimalField(max_digits=18, decimal_places=4)
+    measured_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["metric_id", "measured_at"]
+
+
+class MilestoneStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    DONE = "done", "Done"
+    WAIVED = "waived", "Waived"
+
+
+class Milestone(models.Model):
+    initiative = models.ForeignKey(Initiative, on_delete=models.CASCADE, related_name="milestones")
+    stage = models.CharField(max_length=20, choices=Stage.choices)
+    title = models.CharField(max_length=200)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="milestones"
+    )
+    due_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=10, choices=MilestoneStatus.choices, default=MilestoneStatus.OPEN
+    )
+    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    waive_reason = models.TextField(blank=True)
+    # A condition attached by a Conditional Go: the next gate stays closed while it is open.
+    is_gate_condition = models.BooleanField(default=False)
+    external_system = models.CharField(max_length=40, blank=True)
+    external_key = models.CharField(max_length=100, blank=True)
+    # When the overdue sweep next looks at this milestone, and the alert level reached so far
+    # (0 none, 1 owner alerted at due, 2 escalated); stored so sweeps read only what is due.
+    next_alert_at = models.DateTimeField(null=True, blank=True)
+    alert_level = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=MilestoneStatus.values), name="milestone_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status=MilestoneStatus.OPEN, completed_at__isnull=True)
+                | (~Q(status=MilestoneStatus.OPEN) & Q(completed_at__isnull=False)),
+                name="milestone_closed_has_completed_at",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=MilestoneStatus.WAIVED) | ~Q(waive_reason=""),
+                name="milestone_waived_has_reason",
+            ),
+            models.UniqueConstraint(
+                fields=["external_system", "external_key"],
+                condition=~Q(external_key=""),
+                name="milestone_external_ref_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["due_at"],
+                condition=Q(status=MilestoneStatus.OPEN),
+                name="milestone_open_due_idx",
+            ),
+            models.Index(
+                fields=["next_alert_at"],
+                condition=Q(status=MilestoneStatus.OPEN),
+                name="milestone_open_alert_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def is_overdue(self, now: Any) -> bool:
+        return self.status == MilestoneStatus.OPEN and self.due_at < now
+
+
+class ExternalReference(models.Model):
+    """A ticket that stands for the initiative in Jira/ServiceNow; unique per system."""
+
+    initiative = models.ForeignKey(
+        Initiative, on_delete=models.CASCADE, related_name="external_refs"
+    )
+    system = models.CharField(max_length=40)
+    key = models.CharField(max_length=100)
+    url = models.URLField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["system", "key"], name="external_ref_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.system}:{self.key}"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError(f"{self.model.__name__} records are append-only and cannot be updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError(f"{self.model.__name__} records are append-only and cannot be deleted")
+
+
+class StageTransition(models.Model):
+    """Append-only record of every lifecycle move (who, when, from, to, why, which review).
+
+    Refuses updates and deletes through the ORM; on PostgreSQL a trigger refuses them in SQL
+    too (migration 0002), so not even raw queries from the app rewrite history.
+    """
+
+    initiative = models.ForeignKey(
+        Initiative, on_delete=models.PROTECT, related_name="transitions"
+    )
+    transition = models.CharField(max_length=40)
+    from_stage = models.CharField(max_length=20, choices=Stage.choices)
+    to_stage = models.CharField(max_length=20, choices=Stage.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    # Reference to gates.GateReview by id: programs may not import gates (DESIGN.md §2).
+    gate_review_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["initiative", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.from_stage} → {self.to_stage}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise TypeError("StageTransition records are append-only and cannot be edited")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise TypeError("StageTransition records are append-only and cannot be deleted")

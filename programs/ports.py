@@ -1,0 +1,45 @@
+"""The question programs asks and gates answers: "is the gate into this stage approved?"
+
+programs may not import gates (DESIGN.md §2), so it declares this port and gates registers its
+implementation in ``GatesConfig.ready()``. With nothing registered the answer is "no", so a
+deployment that forgot the gates app can never move an initiative forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from programs.models import Initiative
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    approved: bool
+    review_id: int | None = None
+    unmet: list[str] = field(default_factory=list)
+
+
+class GateApprovalPort(Protocol):
+    def verdict(self, initiative: Initiative, target_stage: str) -> GateVerdict: ...
+
+
+class _Unregistered:
+    def verdict(self, initiative: Initiative, target_stage: str) -> GateVerdict:
+        return GateVerdict(
+            approved=False,
+            unmet=[f"no gate review can approve the move to {target_stage}: gates not installed"],
+        )
+
+
+_port: GateApprovalPort = _Unregistered()
+
+
+def register_gate_port(port: GateApprovalPort | None) -> None:
+    global _port
+    _port = port if port is not None else _Unregistered()
+
+
+def gate_verdict(initiative: Initiative, target_stage: str) -> GateVerdict:
+    return _port.verdict(initiative, target_stage)

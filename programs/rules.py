@@ -1,0 +1,51 @@
+"""Object permissions for initiatives (the `rules` package, DESIGN.md §1 Roles)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rules
+
+from programs.roles import BUSINESS_OWNERS, INTEGRATIONS, PMO
+
+is_pmo = rules.is_group_member(PMO)
+is_business_owner_group = rules.is_group_member(BUSINESS_OWNERS)
+is_integration = rules.is_group_member(INTEGRATIONS)
+
+
+def _initiative_of(obj: Any) -> Any:
+    return getattr(obj, "initiative", obj)
+
+
+@rules.predicate
+def owns_initiative(user: Any, obj: Any) -> bool:
+    initiative = _initiative_of(obj)
+    return initiative is not None and initiative.business_owner_id == user.pk
+
+
+@rules.predicate
+def sponsors_or_leads(user: Any, obj: Any) -> bool:
+    initiative = _initiative_of(obj)
+    return initiative is not None and user.pk in (
+        initiative.sponsor_id,
+        initiative.delivery_lead_id,
+    )
+
+
+@rules.predicate
+def owns_milestone(user: Any, obj: Any) -> bool:
+    return getattr(obj, "owner_id", None) == user.pk
+
+
+is_admin = rules.is_superuser
+involved = owns_initiative | sponsors_or_leads
+
+rules.add_perm("programs.add_initiative", is_admin | is_pmo | is_business_owner_group | is_integration)
+rules.add_perm("programs.view_initiative", is_admin | is_pmo | involved)
+rules.add_perm("programs.change_initiative", is_admin | is_pmo | involved | is_integration)
+# Hold, resume, cancel and retire are business decisions: not for service accounts.
+rules.add_perm("programs.change_stage", is_admin | is_pmo | owns_initiative | sponsors_or_leads)
+rules.add_perm(
+    "programs.change_milestone",
+    is_admin | is_pmo | involved | owns_milestone | is_integration,
+)
