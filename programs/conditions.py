@@ -7,7 +7,7 @@ every unmet condition at once (issue: "refusals are explicit").
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from programs.ports import gate_verdict
 from programs.stages import NEXT_STAGE
@@ -21,7 +21,7 @@ class Condition:
         self.explain = explain
         self.__name__ = explain.__name__
 
-    def __call__(self, initiative: Initiative) -> bool:
+    def __call__(self, initiative: Any) -> bool:
         return not self.explain(initiative)
 
 
@@ -34,9 +34,10 @@ def has_business_owner(initiative: Initiative) -> list[str]:
 
 @Condition
 def has_metric_with_baseline_and_target(initiative: Initiative) -> list[str]:
-    if initiative.pk is None or not initiative.metrics.filter(
-        baseline__isnull=False, target__isnull=False
-    ).exists():
+    if (
+        initiative.pk is None
+        or not initiative.metrics.filter(baseline__isnull=False, target__isnull=False).exists()
+    ):
         return ["at least one success metric needs both a baseline and a target"]
     return []
 

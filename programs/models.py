@@ -85,9 +85,7 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
     target_workflow = models.TextField(
         blank=True, help_text="Which business process changes when this runs in operations."
     )
-    stage = FSMField(
-        default=Stage.PROPOSED, choices=Stage.choices, protected=True, db_index=True
-    )
+    stage = FSMField(default=Stage.PROPOSED, choices=Stage.choices, protected=True, db_index=True)
     # Where `resume` returns to; set only while on hold.
     held_from = models.CharField(max_length=20, choices=Stage.choices, blank=True)
     stage_entered_at = models.DateTimeField()
@@ -198,7 +196,6 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
     }
 
 
-
 class Direction(models.TextChoices):
     HIGHER = "higher", "Higher is better"
     LOWER = "lower", "Lower is better"
@@ -252,6 +249,9 @@ class MetricReading(models.Model):
 
     class Meta:
         ordering = ["metric_id", "measured_at"]
+
+    def __str__(self) -> str:
+        return f"{self.value} at {self.measured_at:%Y-%m-%d}"
 
 
 class MilestoneStatus(models.TextChoices):
@@ -361,9 +361,7 @@ class StageTransition(models.Model):
     too (migration 0002), so not even raw queries from the app rewrite history.
     """
 
-    initiative = models.ForeignKey(
-        Initiative, on_delete=models.PROTECT, related_name="transitions"
-    )
+    initiative = models.ForeignKey(Initiative, on_delete=models.PROTECT, related_name="transitions")
     transition = models.CharField(max_length=40)
     from_stage = models.CharField(max_length=20, choices=Stage.choices)
     to_stage = models.CharField(max_length=20, choices=Stage.choices)

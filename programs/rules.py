@@ -37,12 +37,33 @@ def owns_milestone(user: Any, obj: Any) -> bool:
     return getattr(obj, "owner_id", None) == user.pk
 
 
+@rules.predicate
+def no_object(user: Any, obj: Any) -> bool:
+    """Asked "may they view/change some initiatives?" (admin index) rather than a given one."""
+    return obj is None
+
+
 is_admin = rules.is_superuser
 involved = owns_initiative | sponsors_or_leads
+is_staff_member = rules.is_staff
 
-rules.add_perm("programs.add_initiative", is_admin | is_pmo | is_business_owner_group | is_integration)
-rules.add_perm("programs.view_initiative", is_admin | is_pmo | involved)
-rules.add_perm("programs.change_initiative", is_admin | is_pmo | involved | is_integration)
+rules.add_perm(
+    "programs.add_initiative", is_admin | is_pmo | is_business_owner_group | is_integration
+)
+rules.add_perm(
+    "programs.view_initiative", is_admin | is_pmo | involved | (no_object & is_staff_member)
+)
+rules.add_perm(
+    "programs.change_initiative",
+    is_admin | is_pmo | involved | is_integration | (no_object & is_staff_member),
+)
+rules.add_perm(
+    "programs.view_milestone",
+    is_admin | is_pmo | involved | owns_milestone | (no_object & is_staff_member),
+)
+rules.add_perm(
+    "programs.view_stagetransition", is_admin | is_pmo | involved | (no_object & is_staff_member)
+)
 # Hold, resume, cancel and retire are business decisions: not for service accounts.
 rules.add_perm("programs.change_stage", is_admin | is_pmo | owns_initiative | sponsors_or_leads)
 rules.add_perm(

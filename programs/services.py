@@ -286,12 +286,20 @@ def initiative_hold(
     _require_reason(reason, "put an initiative on hold")
     _require_perm(actor, "programs.change_stage", initiative)
     return _run_transition(
-        initiative=initiative, name="hold", actor=actor, reason=reason, expected_stage=expected_stage
+        initiative=initiative,
+        name="hold",
+        actor=actor,
+        reason=reason,
+        expected_stage=expected_stage,
     )
 
 
 def initiative_resume(
-    *, initiative: Initiative, actor: User | None, reason: str = "", expected_stage: str | None = None
+    *,
+    initiative: Initiative,
+    actor: User | None,
+    reason: str = "",
+    expected_stage: str | None = None,
 ) -> StageTransition:
     _require_perm(actor, "programs.change_stage", initiative)
     return _run_transition(
@@ -346,7 +354,9 @@ def _decimal(value: Any, field: str) -> Decimal | None:
     try:
         number = Decimal(str(value))
     except InvalidOperation:
-        raise ValidationFailed(f"{field} is not a number", errors={field: ["not a number"]}) from None
+        raise ValidationFailed(
+            f"{field} is not a number", errors={field: ["not a number"]}
+        ) from None
     if not number.is_finite():
         raise ValidationFailed(f"{field} must be finite", errors={field: ["must be finite"]})
     return number
@@ -468,13 +478,39 @@ def milestone_add(
         ) from exc
 
 
+def milestone_update(
+    *, milestone: Milestone, actor: User | None, title: str, owner: User, due_at: dt.datetime
+) -> Milestone:
+    """Edit an open milestone; moving its due date restarts its overdue alerts from level 0."""
+    _require_perm(actor, "programs.change_milestone", milestone)
+    if not title.strip():
+        raise ValidationFailed("A milestone needs a title.", errors={"title": ["required"]})
+    if timezone.is_naive(due_at):
+        raise ValidationFailed("Invalid due date.", errors={"due_at": ["must include a time zone"]})
+    with transaction.atomic():
+        locked = Milestone.objects.select_for_update().get(pk=milestone.pk)
+        if locked.status != MilestoneStatus.OPEN:
+            raise Conflict(f"Milestone '{locked.title}' is {locked.status}; it can't be edited")
+        if locked.due_at != due_at:
+            locked.next_alert_at = due_at
+            locked.alert_level = 0
+        locked.title = title.strip()
+        locked.owner = owner
+        locked.due_at = due_at
+        locked.save()
+    milestone.refresh_from_db()
+    return locked
+
+
 def _close_milestone(
     *, milestone: Milestone, actor: User | None, status: str, reason: str = ""
 ) -> Milestone:
     _require_perm(actor, "programs.change_milestone", milestone)
     with transaction.atomic():
-        locked = Milestone.objects.select_for_update().select_related("initiative").get(
-            pk=milestone.pk
+        locked = (
+            Milestone.objects.select_for_update(of=("self",))
+            .select_related("initiative", "initiative__business_unit")
+            .get(pk=milestone.pk)
         )
         if locked.status == status:
             return locked  # repeated request (a ticket webhook retried): already done
@@ -523,6 +559,7 @@ __all__ = [
     "metric_record_value",
     "milestone_add",
     "milestone_complete",
+    "milestone_update",
     "milestone_waive",
     "transition_unmet",
 ]

@@ -23,7 +23,10 @@ ALLOWED = {
     ("advance", Stage.INTEGRATION): Stage.HARDENING,
     ("advance", Stage.HARDENING): Stage.OPERATIONS,
     ("retire", Stage.OPERATIONS): Stage.RETIRED,
-    **{("hold", s): Stage.ON_HOLD for s in (Stage.PROPOSED, Stage.PILOT, Stage.INTEGRATION, Stage.HARDENING)},
+    **{
+        ("hold", s): Stage.ON_HOLD
+        for s in (Stage.PROPOSED, Stage.PILOT, Stage.INTEGRATION, Stage.HARDENING)
+    },
     **{
         ("cancel", s): Stage.CANCELLED
         for s in (Stage.PROPOSED, Stage.PILOT, Stage.INTEGRATION, Stage.HARDENING, Stage.ON_HOLD)
@@ -115,7 +118,9 @@ def test_without_gates_registered_nothing_advances():
         ports.register_gate_port(previous)
 
 
-@pytest.mark.parametrize("held_from", [Stage.PROPOSED, Stage.PILOT, Stage.INTEGRATION, Stage.HARDENING])
+@pytest.mark.parametrize(
+    "held_from", [Stage.PROPOSED, Stage.PILOT, Stage.INTEGRATION, Stage.HARDENING]
+)
 def test_resume_returns_to_the_stage_it_left(held_from, gate_port):
     initiative = _put_in(held_from)
     services.initiative_hold(initiative=initiative, actor=None, reason="budget freeze")

@@ -1,0 +1,263 @@
+"""Admin for initiatives: the business owner's home (DESIGN.md §2 Admin UI).
+
+Stage buttons come from django-fsm-2's FSMAdminMixin, but every click runs through the services,
+so the admin writes the same transition record and outbox events as the API and can't skip a gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms, http
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django_fsm.admin import FSMAdminMixin
+
+from gatekeeper.errors import DomainError
+from programs import selectors, services
+from programs.models import (
+    BusinessUnit,
+    ExternalReference,
+    Initiative,
+    Milestone,
+    StageTransition,
+    SuccessMetric,
+)
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class RequiredReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=True)
+
+
+_SERVICE_FOR: dict[str, Callable[..., Any]] = {
+    "start_pilot": services.initiative_advance,
+    "start_integration": services.initiative_advance,
+    "start_hardening": services.initiative_advance,
+    "start_operations": services.initiative_advance,
+    "hold": services.initiative_hold,
+    "resume": services.initiative_resume,
+    "cancel": services.initiative_cancel,
+    "retire": services.initiative_retire,
+}
+
+
+class SuccessMetricInline(admin.TabularInline):
+    model = SuccessMetric
+    extra = 0
+    fields = ("name", "unit", "direction", "baseline", "target", "current_value", "measured_at")
+    readonly_fields = ("current_value", "measured_at")
+
+
+class MilestoneInline(admin.TabularInline):
+    """Read-only here: milestones are added and changed on their own page, through services."""
+
+    model = Milestone
+    extra = 0
+    fields = ("stage", "title", "owner", "due_at", "status", "completed_at", "is_gate_condition")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StageTransitionInline(admin.TabularInline):
+    model = StageTransition
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "from_stage", "to_stage", "actor", "reason", "gate_review_id")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Initiative)
+class InitiativeAdmin(FSMAdminMixin, admin.ModelAdmin):
+    fsm_fields = ["stage"]
+    fsm_forms = {
+        name: RequiredReasonForm if name in ("hold", "cancel", "retire") else ReasonForm
+        for name in _SERVICE_FOR
+    }
+    list_display = (
+        "key",
+        "name",
+        "business_unit",
+        "stage",
+        "stage_entered_at",
+        "health",
+        "risk_tier",
+        "business_owner",
+    )
+    list_filter = ("stage", "business_unit", "risk_tier", "health")
+    search_fields = ("key", "name", "summary", "external_refs__key")
+    readonly_fields = (
+        "key",
+        "held_from",
+        "stage_entered_at",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
+    autocomplete_fields = ("business_owner", "sponsor", "delivery_lead")
+    inlines = [SuccessMetricInline, MilestoneInline, StageTransitionInline]
+    list_select_related = ("business_unit", "business_owner")
+
+    def get_queryset(self, request: http.HttpRequest) -> QuerySet[Initiative]:
+        return selectors.initiatives_visible_to(request.user)
+
+    def has_view_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("programs.view_initiative", obj)
+
+    def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("programs.change_initiative", obj)
+
+    def has_add_permission(self, request: http.HttpRequest) -> bool:
+        return request.user.has_perm("programs.add_initiative")
+
+    def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        return False  # initiatives are cancelled or retired, never deleted: history stays whole
+
+    def save_model(self, request: http.HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = services.initiative_create(
+            actor=request.user,
+            name=obj.name,
+            business_unit=obj.business_unit,
+            summary=obj.summary,
+            business_owner=obj.business_owner,
+            sponsor=obj.sponsor,
+            delivery_lead=obj.delivery_lead,
+            risk_tier=obj.risk_tier,
+            target_workflow=obj.target_workflow,
+        )
+        obj.pk = created.pk
+        obj.refresh_from_db()
+
+    def is_fsm_transition_visible(self, transition: Any) -> bool:
+        return transition.name in _SERVICE_FOR
+
+    def _apply_fsm_transition(  # type: ignore[override]
+        self,
+        *,
+        obj: Initiative,
+        transition_name: str,
+        request: http.HttpRequest,
+        kwargs: dict[str, Any] | None = None,
+    ) -> bool:
+        service = _SERVICE_FOR.get(transition_name)
+        if service is None:
+            self.message_user(request, f"Unknown transition {transition_name}", messages.ERROR)
+            return False
+        reason = (kwargs or {}).get("reason", "")
+        try:
+            service(initiative=obj, actor=request.user, reason=reason)
+        except DomainError as exc:
+            unmet = getattr(exc, "unmet", [])
+            detail = exc.detail + (": " + "; ".join(unmet) if unmet else "")
+            self.message_user(request, detail, messages.ERROR)
+            return False
+        self.message_user(request, f"{obj.key} is now {obj.get_stage_display()}.", messages.SUCCESS)
+        return True
+
+
+@admin.register(BusinessUnit)
+class BusinessUnitAdmin(admin.ModelAdmin):
+    list_display = ("code", "name")
+    search_fields = ("code", "name")
+    filter_horizontal = ("members",)
+
+
+@admin.register(Milestone)
+class MilestoneAdmin(admin.ModelAdmin):
+    list_display = ("title", "initiative", "stage", "owner", "due_at", "status")
+    list_filter = ("status", "stage", "is_gate_condition")
+    search_fields = ("title", "initiative__key", "external_key")
+    readonly_fields = ("status", "completed_at", "completed_by", "next_alert_at", "alert_level")
+    list_select_related = ("initiative", "owner")
+    autocomplete_fields = ("owner",)
+    actions = ["mark_done"]
+
+    def get_readonly_fields(self, request: http.HttpRequest, obj: Any = None) -> Any:
+        locked = ("initiative", "stage", "is_gate_condition") if obj else ()
+        return (*self.readonly_fields, *locked)
+
+    def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        return False  # waive it instead, with a reason, so the record of the decision stays
+
+    def save_model(
+        self, request: http.HttpRequest, obj: Milestone, form: Any, change: bool
+    ) -> None:
+        if change:
+            services.milestone_update(
+                milestone=obj,
+                actor=request.user,
+                title=obj.title,
+                owner=obj.owner,
+                due_at=obj.due_at,
+            )
+            return
+        created = services.milestone_add(
+            initiative=obj.initiative,
+            actor=request.user,
+            title=obj.title,
+            owner=obj.owner,
+            due_at=obj.due_at,
+            stage=obj.stage or None,
+            external_system=obj.external_system,
+            external_key=obj.external_key,
+        )
+        obj.pk = created.pk
+
+    def get_queryset(self, request: http.HttpRequest) -> QuerySet[Milestone]:
+        return selectors.milestones_visible_to(request.user)
+
+    @admin.action(description="Mark selected milestones done")
+    def mark_done(self, request: http.HttpRequest, queryset: QuerySet[Milestone]) -> None:
+        done = 0
+        for milestone in queryset:
+            try:
+                services.milestone_complete(milestone=milestone, actor=request.user)
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"{milestone}: {exc.detail}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} milestone(s) marked done.", messages.SUCCESS)
+
+
+@admin.register(StageTransition)
+class StageTransitionAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "initiative", "from_stage", "to_stage", "actor", "reason")
+    list_filter = ("to_stage",)
+    search_fields = ("initiative__key", "reason")
+    list_select_related = ("initiative", "actor")
+
+    def get_queryset(self, request: http.HttpRequest) -> QuerySet[StageTransition]:
+        return StageTransition.objects.filter(
+            initiative__in=selectors.initiatives_visible_to(request.user)
+        )
+
+    def has_add_permission(self, request: http.HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+admin.site.register(ExternalReference)
+admin.site.site_header = "Gatekeeper"
+admin.site.site_title = "Gatekeeper"
