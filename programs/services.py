@@ -281,7 +281,12 @@ def _require_reason(reason: str, what: str) -> None:
 
 
 def initiative_hold(
-    *, initiative: Initiative, actor: User | None, reason: str, expected_stage: str | None = None
+    *,
+    initiative: Initiative,
+    actor: User | None,
+    reason: str,
+    expected_stage: str | None = None,
+    gate_review_id: int | None = None,
 ) -> StageTransition:
     _require_reason(reason, "put an initiative on hold")
     _require_perm(actor, "programs.change_stage", initiative)
@@ -291,6 +296,7 @@ def initiative_hold(
         actor=actor,
         reason=reason,
         expected_stage=expected_stage,
+        gate_review_id=gate_review_id,
     )
 
 
