@@ -1,12 +1,55 @@
 import os
+from typing import Any
 
 from celery import Celery
+
+from gatekeeper.env import env_int
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gatekeeper.settings")
 
 app = Celery("gatekeeper")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def _every(task: str, env_name: str, default_seconds: int) -> dict[str, Any]:
+    seconds = env_int(env_name, default_seconds, minimum=1)
+    return {
+        "task": task,
+        "schedule": float(seconds),
+        # A sweep queued while no worker was running is stale once the next one is due; let
+        # the broker drop it instead of running a backlog of identical sweeps. `expires` is
+        # read by Celery's default scheduler, `expire_seconds` by django-celery-beat's.
+        "options": {"expires": seconds, "expire_seconds": seconds},
+    }
+
+
+# The periodic work, in code (DESIGN.md §2). Each interval is overridable by env. `celery beat`
+# with django-celery-beat's DatabaseScheduler (`make run`, compose) writes these entries into
+# its PeriodicTask table on start, where admins can see and pause them; a pause survives
+# restarts (the sync updates the schedule, never the `enabled` flag). Sweeps are idempotent,
+# so the intervals trade latency for load only.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "notifications.redispatch": _every(
+        "notifications.redispatch", "GATEKEEPER_SCHEDULE_REDISPATCH_SECONDS", 30
+    ),
+    "gates.sweep_approval_deadlines": _every(
+        "gates.sweep_approval_deadlines", "GATEKEEPER_SCHEDULE_APPROVAL_DEADLINES_SECONDS", 300
+    ),
+    "programs.sweep_overdue_milestones": _every(
+        "programs.sweep_overdue_milestones", "GATEKEEPER_SCHEDULE_OVERDUE_MILESTONES_SECONDS", 300
+    ),
+    "gates.sweep_stalled_initiatives": _every(
+        "gates.sweep_stalled_initiatives", "GATEKEEPER_SCHEDULE_STALLED_INITIATIVES_SECONDS", 3600
+    ),
+}
+
+
+@app.on_after_configure.connect
+def _install_beat_schedule(sender: Celery, **kwargs: Any) -> None:
+    # Set after Django's settings load (not at import: settings import this package). A
+    # CELERY_BEAT_SCHEDULE in settings still wins, entry by entry.
+    sender.conf.beat_schedule = {**BEAT_SCHEDULE, **(sender.conf.beat_schedule or {})}
 
 
 @app.task(name="gatekeeper.ping")

@@ -1,6 +1,19 @@
+"""Outbox events, their deliveries, webhook endpoints and in-app notifications (DESIGN.md §2).
+
+An ``Event`` is the fact; each ``Delivery`` is one attempt-tracked way of telling someone about it
+(an email to one address, a POST to one endpoint, one in-app notification). Deliveries are claimed
+with a conditional UPDATE, so any number of workers and sweeps can race over them safely.
+"""
+
 from __future__ import annotations
 
+import base64
+import secrets
+import uuid
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class Event(models.Model):
@@ -20,3 +33,179 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} [{self.key}]"
+
+
+def generate_webhook_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver registered by an integration owner; events are POSTed to it, signed."""
+
+    name = models.CharField(max_length=120)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(
+        max_length=120,
+        default=generate_webhook_secret,
+        help_text="Standard Webhooks signing secret (whsec_…); the receiver verifies with it.",
+    )
+    event_types = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Event types to send, e.g. ["review.submitted"]; empty means every type.',
+    )
+    is_active = models.BooleanField(default=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="webhook_endpoints",
+        help_text="Told when the endpoint is disabled (e.g. it answered 410 Gone).",
+    )
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.url})"
+
+    def subscribes_to(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook"
+    IN_APP = "in_app", "In-app"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    DELIVERED = "delivered", "Delivered"
+    DEAD = "dead", "Dead (gave up)"
+
+
+UNDELIVERED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+
+
+class Delivery(models.Model):
+    """One event told through one channel to one recipient (an address, an endpoint, a user)."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    recipient_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    recipient_email = models.EmailField(blank=True)
+    endpoint = models.ForeignKey(
+        WebhookEndpoint,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
+    # Stable across retries: it is the Standard Webhooks `webhook-id` receivers dedupe on.
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    # Null once delivered or dead, so the partial index below holds only work still to do.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+        indexes = [
+            # The redispatch sweep reads "undelivered and due, oldest first"; the index holds
+            # only undelivered rows, so the sweep costs what is due, not the table's history.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_due_idx",
+                condition=Q(status__in=["pending", "sending"]),
+            ),
+            models.Index(fields=["status", "channel"], name="delivery_status_idx"),
+        ]
+        constraints = [
+            # Emitting is idempotent per recipient even if delivery creation is ever re-run.
+            models.UniqueConstraint(
+                fields=["event", "recipient_email"],
+                condition=Q(channel="email"),
+                name="delivery_once_per_email",
+            ),
+            models.UniqueConstraint(
+                fields=["event", "endpoint"],
+                condition=Q(channel="webhook"),
+                name="delivery_once_per_endpoint",
+            ),
+            models.UniqueConstraint(
+                fields=["event", "recipient_user"],
+                condition=Q(channel="in_app"),
+                name="delivery_once_per_user_in_app",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event.type} → {self.channel}:{self.recipient_label} ({self.status})"
+
+    @property
+    def recipient_label(self) -> str:
+        if self.channel == Channel.EMAIL:
+            return self.recipient_email
+        if self.channel == Channel.WEBHOOK:
+            return self.endpoint.name if self.endpoint else "(deleted endpoint)"
+        return str(self.recipient_user) if self.recipient_user else "(deleted user)"
+
+    @property
+    def webhook_id(self) -> str:
+        return f"msg_{self.uuid.hex}"
+
+
+class Notification(models.Model):
+    """An in-app notification, shown in the admin to its user only."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    # One notification per in-app delivery: a retried delivery cannot show twice.
+    delivery = models.OneToOneField(
+        Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="notification"
+    )
+    event_type = models.CharField(max_length=64)
+    title = models.CharField(max_length=300)
+    body = models.TextField(blank=True)
+    link = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["user", "-created_at"],
+                name="notification_unread_idx",
+                condition=Q(read_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title

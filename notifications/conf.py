@@ -1,0 +1,65 @@
+"""Delivery tuning: ``settings.NOTIFICATIONS`` (tests override it) over environment defaults.
+
+Retries are scheduled in the database (``Delivery.next_attempt_at``, picked up by the redispatch
+sweep), never as broker ETAs or countdowns, so no message waits in Redis past its visibility
+timeout; ``notifications.checks`` still verifies the timeout exceeds every delay and lease here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from gatekeeper.env import env_int
+
+# The issue's ceiling for a single backoff step; a longer one would also let a retry outlive
+# the broker's visibility timeout if a future change ever moved retries into the broker.
+RETRY_DELAY_CEILING_SECONDS = 30 * 60
+
+
+@dataclass(frozen=True)
+class DeliveryConf:
+    max_attempts: int
+    retry_base_seconds: int
+    retry_max_seconds: int
+    claim_lease_seconds: int
+    webhook_timeout_seconds: int
+    redispatch_batch_size: int
+    # A delivery younger than this is left to its own on-commit dispatch message by the sweep,
+    # so a healthy queue is not flooded with duplicate messages every sweep.
+    redispatch_grace_seconds: int
+
+
+def _defaults() -> dict[str, int]:
+    return {
+        "MAX_ATTEMPTS": env_int("GATEKEEPER_DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
+        "RETRY_BASE_SECONDS": env_int("GATEKEEPER_DELIVERY_RETRY_BASE_SECONDS", 30, minimum=1),
+        "RETRY_MAX_SECONDS": env_int(
+            "GATEKEEPER_DELIVERY_RETRY_MAX_SECONDS", RETRY_DELAY_CEILING_SECONDS, minimum=1
+        ),
+        "CLAIM_LEASE_SECONDS": env_int("GATEKEEPER_DELIVERY_LEASE_SECONDS", 300, minimum=1),
+        "WEBHOOK_TIMEOUT_SECONDS": 10,
+        "REDISPATCH_BATCH_SIZE": env_int("GATEKEEPER_REDISPATCH_BATCH_SIZE", 500, minimum=1),
+        "REDISPATCH_GRACE_SECONDS": env_int("GATEKEEPER_REDISPATCH_GRACE_SECONDS", 60, minimum=0),
+    }
+
+
+def get_conf() -> DeliveryConf:
+    values = {**_defaults(), **getattr(settings, "NOTIFICATIONS", {})}
+    conf = DeliveryConf(
+        max_attempts=int(values["MAX_ATTEMPTS"]),
+        retry_base_seconds=int(values["RETRY_BASE_SECONDS"]),
+        retry_max_seconds=int(values["RETRY_MAX_SECONDS"]),
+        claim_lease_seconds=int(values["CLAIM_LEASE_SECONDS"]),
+        webhook_timeout_seconds=int(values["WEBHOOK_TIMEOUT_SECONDS"]),
+        redispatch_batch_size=int(values["REDISPATCH_BATCH_SIZE"]),
+        redispatch_grace_seconds=int(values["REDISPATCH_GRACE_SECONDS"]),
+    )
+    if conf.retry_max_seconds > RETRY_DELAY_CEILING_SECONDS:
+        raise ImproperlyConfigured(
+            f"GATEKEEPER_DELIVERY_RETRY_MAX_SECONDS={conf.retry_max_seconds} exceeds "
+            f"{RETRY_DELAY_CEILING_SECONDS} (30 minutes)"
+        )
+    return conf

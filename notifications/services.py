@@ -1,0 +1,257 @@
+"""Sending deliveries: claim, send through the channel's transport, record the outcome.
+
+At-least-once with a claim (CONVENTIONS.md §5): a delivery is sent only by the worker whose
+conditional UPDATE moved it to ``sending``; the outcome is written only while that worker still
+holds the claim (its token). A worker that dies mid-send leaves the row ``sending``; after the
+lease the redispatch sweep hands it out again. Receivers dedupe on ``webhook-id``, which is the
+same on every attempt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from notifications.conf import DeliveryConf, get_conf
+from notifications.models import Delivery, DeliveryStatus, Notification, WebhookEndpoint
+from notifications.outbox import emit, enqueue_dispatch
+from notifications.transports import EndpointGone, TransportError, get_transport
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_LENGTH = 2000
+
+
+def backoff_seconds(attempt: int, *, conf: DeliveryConf, retry_after: float | None = None) -> float:
+    """Delay before the attempt after ``attempt`` (1-based): exponential with "equal jitter".
+
+    Half the step is fixed so retries never bunch up at zero, half is random so many
+    deliveries failing together (an endpoint outage) do not come back in lock-step. A
+    receiver's Retry-After is honoured as a floor. Everything is capped at
+    ``retry_max_seconds`` (≤ 30 minutes), so a hostile or silly Retry-After cannot park a
+    delivery for days.
+    """
+    step = min(conf.retry_max_seconds, conf.retry_base_seconds * 2 ** max(0, attempt - 1))
+    delay = step / 2 + random.uniform(0, step / 2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, conf.retry_max_seconds)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    status: str  # "delivered", "retry", "dead", or "skipped" (not claimable by us now)
+    detail: str = ""
+
+
+def _claimable(now: dt.datetime, conf: DeliveryConf) -> Q:
+    lease_cutoff = now - dt.timedelta(seconds=conf.claim_lease_seconds)
+    return Q(attempts__lt=conf.max_attempts) & (
+        Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        | Q(status=DeliveryStatus.SENDING, claimed_at__lt=lease_cutoff)
+    )
+
+
+def delivery_attempt(*, delivery_id: int) -> Outcome:
+    """Claim and send one delivery if it is due; a no-op if it is done or someone holds it."""
+    conf = get_conf()
+    now = timezone.now()
+    token = uuid.uuid4()
+    # The WHERE is re-checked under the row lock on PostgreSQL, so of two racing workers the
+    # second sees the first one's fresh claim and updates nothing.
+    claimed = Delivery.objects.filter(_claimable(now, conf), pk=delivery_id).update(
+        status=DeliveryStatus.SENDING,
+        claimed_at=now,
+        claim_token=token,
+        attempts=F("attempts") + 1,
+        updated_at=now,
+    )
+    if claimed != 1:
+        return Outcome(delivery_id, "skipped")
+    delivery = Delivery.objects.select_related("event", "endpoint", "recipient_user").get(
+        pk=delivery_id
+    )
+    try:
+        status_code = get_transport(delivery.channel).send(delivery)
+    except EndpointGone as exc:
+        if delivery.endpoint_id is not None:
+            endpoint_disable(endpoint_id=delivery.endpoint_id, reason=f"answered {exc.message}")
+        return _record_failure(delivery, token, exc, conf)
+    except TransportError as exc:
+        return _record_failure(delivery, token, exc, conf)
+    except Exception as exc:
+        # A bug or an unexpected library error: retried like a transient failure so it is
+        # visible in the admin and dead-lettered eventually instead of looping forever.
+        logger.exception(
+            "delivery %s: unexpected error in %s transport", delivery_id, delivery.channel
+        )
+        return _record_failure(
+            delivery, token, TransportError(f"{type(exc).__name__}: {exc}"), conf
+        )
+    finished = timezone.now()
+    Delivery.objects.filter(pk=delivery_id, claim_token=token).update(
+        status=DeliveryStatus.DELIVERED,
+        delivered_at=finished,
+        next_attempt_at=None,
+        claim_token=None,
+        last_error="",
+        last_status_code=status_code,
+        updated_at=finished,
+    )
+    return Outcome(delivery_id, "delivered")
+
+
+def _record_failure(
+    delivery: Delivery, token: uuid.UUID, exc: TransportError, conf: DeliveryConf
+) -> Outcome:
+    finished = timezone.now()
+    error = f"attempt {delivery.attempts}: {exc.message}"[:MAX_ERROR_LENGTH]
+    fields: dict[str, Any] = {
+        "claim_token": None,
+        "last_error": error,
+        "last_status_code": exc.status_code,
+        "updated_at": finished,
+    }
+    if exc.permanent or delivery.attempts >= conf.max_attempts:
+        fields.update(status=DeliveryStatus.DEAD, next_attempt_at=None)
+        outcome = "dead"
+        logger.warning("delivery %s dead-lettered: %s", delivery.pk, error)
+    else:
+        delay = backoff_seconds(delivery.attempts, conf=conf, retry_after=exc.retry_after)
+        fields.update(
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=finished + dt.timedelta(seconds=delay),
+        )
+        outcome = "retry"
+    Delivery.objects.filter(pk=delivery.pk, claim_token=token).update(**fields)
+    return Outcome(delivery.pk, outcome, error)
+
+
+def deliveries_due(*, now: dt.datetime | None = None, limit: int | None = None) -> list[int]:
+    """Ids of undelivered deliveries that should be (re)sent now, oldest due first."""
+    conf = get_conf()
+    now = now or timezone.now()
+    grace_cutoff = now - dt.timedelta(seconds=conf.redispatch_grace_seconds)
+    # Fresh deliveries (never attempted) are left to their own on-commit message for a grace
+    # period; retries and stale claims are the sweep's alone, since nothing else re-queues them.
+    fresh_or_retry = Q(attempts__gt=0) | Q(next_attempt_at__lte=grace_cutoff)
+    due = Delivery.objects.filter(
+        _claimable(now, conf) & (Q(status=DeliveryStatus.SENDING) | fresh_or_retry)
+    ).order_by("next_attempt_at", "id")
+    return list(due.values_list("id", flat=True)[: limit or conf.redispatch_batch_size])
+
+
+def deliveries_abandon_exhausted(*, now: dt.datetime | None = None) -> int:
+    """Dead-letter deliveries whose worker died during their last allowed attempt."""
+    conf = get_conf()
+    now = now or timezone.now()
+    lease_cutoff = now - dt.timedelta(seconds=conf.claim_lease_seconds)
+    return Delivery.objects.filter(
+        status=DeliveryStatus.SENDING,
+        claimed_at__lt=lease_cutoff,
+        attempts__gte=conf.max_attempts,
+    ).update(
+        status=DeliveryStatus.DEAD,
+        next_attempt_at=None,
+        claim_token=None,
+        last_error="the worker was lost during the last attempt",
+        updated_at=now,
+    )
+
+
+REDISPATCH_CHUNK = 10
+
+
+def redispatch(*, inline: bool = False, expires: float | None = None) -> int:
+    """Hand out everything due: queue it (default) or send it here (``inline``).
+
+    Returns how many deliveries were queued or attempted. Safe to run concurrently with
+    itself and with the workers: every send goes through the claim.
+    """
+    deliveries_abandon_exhausted()
+    ids = deliveries_due()
+    if inline:
+        for delivery_id in ids:
+            delivery_attempt(delivery_id=delivery_id)
+        return len(ids)
+    for start in range(0, len(ids), REDISPATCH_CHUNK):
+        if not enqueue_dispatch(ids[start : start + REDISPATCH_CHUNK], expires=expires):
+            break  # the broker is down; the next sweep tries again
+    return len(ids)
+
+
+def delivery_retry(*, delivery_id: int) -> bool:
+    """Give a dead delivery a fresh set of attempts (admin action); False if it is not dead."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.DEAD).update(
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            claimed_at=None,
+            claim_token=None,
+            updated_at=now,
+        )
+        if changed:
+            transaction.on_commit(lambda: enqueue_dispatch([delivery_id]))
+    return changed == 1
+
+
+def endpoint_disable(*, endpoint_id: int, reason: str) -> bool:
+    """Stop sending to an endpoint and tell its owner; False if it was already disabled."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Conditional, so of several deliveries hitting 410 at once only one tells the owner.
+        changed = WebhookEndpoint.objects.filter(pk=endpoint_id, is_active=True).update(
+            is_active=False, disabled_reason=reason[:300], disabled_at=now, updated_at=now
+        )
+        if not changed:
+            return False
+        endpoint = WebhookEndpoint.objects.get(pk=endpoint_id)
+        recipients = []
+        if endpoint.owner_id is not None:
+            recipients.append({"user_id": endpoint.owner_id, "role": "webhook_owner"})
+        emit(
+            "webhook.endpoint_disabled",
+            {
+                "endpoint": {"id": endpoint.pk, "name": endpoint.name, "url": endpoint.url},
+                "reason": reason,
+                "summary": (
+                    f"Gatekeeper stopped sending events to {endpoint.url} because it {reason}. "
+                    "Fix the receiver, then re-enable the endpoint and retry its dead deliveries."
+                ),
+                "admin_url": reverse(
+                    "admin:notifications_webhookendpoint_change", args=[endpoint.pk]
+                ),
+                "recipients": recipients,
+            },
+            key=f"webhook.endpoint_disabled:{endpoint.pk}:{now.isoformat()}",
+        )
+    logger.warning("webhook endpoint %s disabled: %s", endpoint_id, reason)
+    return True
+
+
+def endpoint_enable(*, endpoint_id: int) -> bool:
+    return (
+        WebhookEndpoint.objects.filter(pk=endpoint_id, is_active=False).update(
+            is_active=True, disabled_reason="", disabled_at=None, updated_at=timezone.now()
+        )
+        == 1
+    )
+
+
+def notifications_mark_read(*, user: Any, notification_ids: list[int]) -> int:
+    """Mark the user's own notifications read; others' ids in the list are ignored."""
+    return Notification.objects.filter(
+        user_id=user.pk, pk__in=notification_ids, read_at__isnull=True
+    ).update(read_at=timezone.now())
