@@ -41,7 +41,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DomainError):
         return problem(exc.status_code, exc.type_slug, exc.title, exc.detail, exc.errors)
     if isinstance(exc, DjangoValidationError):
-        errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        errors = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
         return problem(400, "validation-error", "Invalid input", "; ".join(exc.messages), errors)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
@@ -53,7 +55,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     if isinstance(exc, drf_exceptions.ValidationError):
         errors = _flatten(exc.detail)
-        return problem(400, "validation-error", "Invalid input", "The request has invalid fields.", errors)
+        return problem(
+            400, "validation-error", "Invalid input", "The request has invalid fields.", errors
+        )
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     slug = exc.default_code.replace("_", "-")
     result = problem(response.status_code, slug, str(exc.default_detail), detail)

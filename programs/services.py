@@ -9,6 +9,7 @@ silently acting on a state they never saw.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -195,7 +196,7 @@ def initiative_create(
     try:
         with transaction.atomic():
             initiative = Initiative.objects.create(
-                key=key or f"pending-{timezone.now().timestamp()}",
+                key=key or f"new-{uuid.uuid4().hex[:16]}",
                 name=name.strip(),
                 summary=summary,
                 business_unit=business_unit,
