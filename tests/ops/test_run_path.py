@@ -59,7 +59,9 @@ def test_make_run_path_serves_and_the_worker_consumes_tasks(tmp_path):
             assert r.status == 200
         assert (tmp_path / "gatekeeper.sqlite3").exists()
         assert any("Demo portfolio loaded" in line for line in output)
-        _wait_for(lambda: any("celery@" in l and "ready" in l for l in output), 60, "worker ready")
+        _wait_for(
+            lambda: any("celery@" in ln and "ready" in ln for ln in output), 60, "worker ready"
+        )
 
         send = subprocess.run(
             [PYTHON, "-c", "from gatekeeper.celery import ping; print(ping.delay().id)"],
