@@ -28,7 +28,7 @@ if not SECRET_KEY:
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)"
         )
     # Development only: a fixed key keeps sessions valid across restarts of `make run`.
-    SECRET_KEY = "dev-insecure-key-only-for-DJANGO_DEBUG-1-never-in-production"  # noqa: S105
+    SECRET_KEY = "dev-insecure-key-only-for-DJANGO_DEBUG-1-never-in-production"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_celery_beat",
+    "django_fsm",
     "rules.apps.AutodiscoverRulesConfig",
     "notifications",
     "programs",
@@ -175,7 +176,7 @@ if _broker:
     }
 else:
     _queue_dir = VAR_DIR / "broker"
-    for sub in ("in", "processed"):
+    for sub in ("in", "processed", "control"):
         (_queue_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -183,6 +184,8 @@ else:
         "data_folder_out": str(_queue_dir / "in"),
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
+        # Broadcast (pidbox) exchanges; kombu's default is ./control in the working directory.
+        "control_folder": str(_queue_dir / "control"),
     }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
