@@ -1,0 +1,66 @@
+"""The real answer to programs' question "is the gate into this stage approved?" (DESIGN.md §2).
+
+Registered in GatesConfig.ready(). The verdict does not trust the review's state alone: it
+re-counts the approvals under the review's own quorum policy, so a review row forced to
+"approved" (a shell session, a bad data fix) still opens nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gates.models import GateReview, ReviewState
+from gates.policy import quorum
+from programs.models import MilestoneStatus
+from programs.ports import GateVerdict
+from programs.stages import GATE_INTO
+
+if TYPE_CHECKING:
+    from programs.models import Initiative
+
+
+class GateReviewPort:
+    def verdict(self, initiative: Initiative, target_stage: str) -> GateVerdict:
+        code = GATE_INTO.get(target_stage)
+        if code is None:
+            return GateVerdict(approved=False, unmet=[f"no gate leads into '{target_stage}'"])
+        if initiative.pk is None:
+            return GateVerdict(approved=False, unmet=[f"gate {code} has no approved review"])
+        reviews = list(
+            GateReview.objects.filter(initiative_id=initiative.pk, gate__code=code)
+            .select_related("template")
+            .prefetch_related("approvals")
+            .order_by("-created_at", "-id")
+        )
+        approved = next((r for r in reviews if r.state == ReviewState.APPROVED), None)
+        unmet: list[str] = []
+        if approved is None:
+            latest = reviews[0] if reviews else None
+            if latest is None:
+                unmet.append(f"gate {code} has no review; open and submit one")
+            else:
+                unmet.append(
+                    f"gate {code} has no approved review (latest, #{latest.pk}, is {latest.state})"
+                )
+        else:
+            result = quorum(
+                approved.template.quorum_policy,
+                approved.template.quorum_n,
+                [a.status for a in approved.approvals.all()],
+            )
+            if not (result.decided and result.approved):
+                unmet.append(
+                    f"gate {code} review #{approved.pk} is marked approved but its approvals "
+                    f"do not meet its policy ({result.reason})"
+                )
+        open_conditions = list(
+            initiative.milestones.filter(
+                is_gate_condition=True, status=MilestoneStatus.OPEN
+            ).values_list("title", flat=True)
+        )
+        unmet.extend(f"gate condition '{t}' is still open" for t in open_conditions)
+        return GateVerdict(
+            approved=not unmet,
+            review_id=approved.pk if approved is not None else None,
+            unmet=unmet,
+        )
