@@ -89,6 +89,9 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
     # Where `resume` returns to; set only while on hold.
     held_from = models.CharField(max_length=20, choices=Stage.choices, blank=True)
     stage_entered_at = models.DateTimeField()
+    # When the stall sweep should call this initiative stalled: stage entry plus the time the
+    # gate that opened the stage allows. Stored so the sweep reads only what is due.
+    stall_at = models.DateTimeField(null=True, blank=True)
     health = models.CharField(max_length=10, choices=Health.choices, default=Health.GREEN)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -118,7 +121,14 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
                 condition=Q(health__in=Health.values), name="initiative_health_valid"
             ),
         ]
-        indexes = [models.Index(fields=["stage", "stage_entered_at"])]
+        indexes = [
+            models.Index(fields=["stage", "stage_entered_at"]),
+            models.Index(
+                fields=["stall_at"],
+                condition=Q(stall_at__isnull=False),
+                name="initiative_stall_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.key} {self.name}"
@@ -389,3 +399,47 @@ class StageTransition(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise TypeError("StageTransition records are append-only and cannot be deleted")
+
+
+class MilestoneAlert(models.Model):
+    """One row per alert level sent for a milestone's due date: the database, not the sweep,
+    guarantees "once per level" however many sweeps race (CONVENTIONS.md §5)."""
+
+    class Level(models.IntegerChoices):
+        OVERDUE = 1, "Overdue (owner told)"
+        ESCALATED = 2, "Escalated (business owner and PMO told)"
+
+    milestone = models.ForeignKey(Milestone, on_delete=models.CASCADE, related_name="alerts")
+    level = models.PositiveSmallIntegerField(choices=Level.choices)
+    # Rescheduling a milestone starts its alerts over for the new date.
+    due_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["milestone", "level", "due_at"], name="milestone_alert_once_per_level"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.milestone} level {self.level}"
+
+
+class StallAlert(models.Model):
+    """An initiative reported stalled, once per stay in a stage."""
+
+    initiative = models.ForeignKey(Initiative, on_delete=models.CASCADE, related_name="stalls")
+    stage = models.CharField(max_length=20, choices=Stage.choices)
+    stage_entered_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["initiative", "stage_entered_at"], name="stall_alert_once_per_stay"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.initiative} stalled in {self.stage}"

@@ -7,6 +7,8 @@ deployment that forgot the gates app can never move an initiative forward.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -43,3 +45,19 @@ def register_gate_port(port: GateApprovalPort | None) -> None:
 
 def gate_verdict(initiative: Initiative, target_stage: str) -> GateVerdict:
     return _port.verdict(initiative, target_stage)
+
+
+# --- how long a stage may last -----------------------------------------------------------------
+# The gate that opens a stage says how long the initiative may stay in it (stall detection);
+# gates registers the lookup. Unregistered (programs alone), stages have no budget.
+StageBudget = Callable[[str], "dt.timedelta | None"]
+_stage_budget: StageBudget = lambda stage: None  # noqa: E731
+
+
+def register_stage_budget(budget: StageBudget | None) -> None:
+    global _stage_budget
+    _stage_budget = budget if budget is not None else (lambda stage: None)
+
+
+def stage_budget(stage: str) -> dt.timedelta | None:
+    return _stage_budget(stage)

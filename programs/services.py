@@ -31,8 +31,8 @@ from programs.models import (
     StageTransition,
     SuccessMetric,
 )
-from programs.ports import gate_verdict
-from programs.stages import NEXT_STAGE, TERMINAL_STAGES, Stage
+from programs.ports import gate_verdict, stage_budget
+from programs.stages import ACTIVE_STAGES, NEXT_STAGE, TERMINAL_STAGES, Stage
 
 User = Any  # a django.contrib.auth user; None means the system (a sweep or a decided review)
 
@@ -67,6 +67,14 @@ def available_transitions(initiative: Initiative) -> dict[str, list[str]]:
 
 
 # --- helpers ----------------------------------------------------------------------------
+
+
+def stall_deadline(stage: str, entered: dt.datetime) -> dt.datetime | None:
+    """When a stay in ``stage`` that began at ``entered`` counts as stalled (None: never)."""
+    if stage not in ACTIVE_STAGES:
+        return None
+    budget = stage_budget(stage)
+    return entered + budget if budget is not None else None
 
 
 def _people(initiative: Initiative) -> list[dict[str, Any]]:
@@ -135,6 +143,7 @@ def _run_transition(
                 gate_review_id = gate_verdict(locked, target).review_id or gate_review_id
             getattr(locked, name)()
             locked.stage_entered_at = now
+            locked.stall_at = stall_deadline(locked.stage, now)
             locked.save()
             record = StageTransition.objects.create(
                 initiative=locked,
@@ -206,6 +215,7 @@ def initiative_create(
                 risk_tier=risk_tier,
                 target_workflow=target_workflow,
                 stage_entered_at=timezone.now(),
+                stall_at=stall_deadline(Stage.PROPOSED, timezone.now()),
                 created_by=actor,
             )
             if key is None:

@@ -1,0 +1,180 @@
+"""Periodic checks owned by programs: overdue milestones and stalled initiatives.
+
+Each sweep reads a small batch ordered by its stored deadline (partial indexes keep that cheap),
+then handles each row in its own short transaction: lock it with SKIP LOCKED (a concurrent sweep
+just moves on), record the alert in a table whose unique constraint makes "once per level" a
+database fact, emit the outbox event, move the deadline. A crash between rows loses nothing:
+the next sweep finds the row still due.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from notifications.outbox import emit
+from programs.models import Initiative, Milestone, MilestoneAlert, MilestoneStatus, StallAlert
+from programs.roles import PMO
+from programs.services import initiative_summary
+
+
+def _conf(name: str) -> int:
+    return int(settings.GATEKEEPER[name])
+
+
+def _pmo_recipients() -> list[dict[str, Any]]:
+    users = get_user_model()._default_manager.filter(groups__name=PMO, is_active=True)
+    return [{"user_id": u.pk, "email": u.email, "role": "pmo"} for u in users]
+
+
+def _person(user: Any, role: str) -> list[dict[str, Any]]:
+    return [{"user_id": user.pk, "email": user.email, "role": role}] if user is not None else []
+
+
+def _record_once(model: type[models.Model], **fields: Any) -> bool:
+    try:
+        with transaction.atomic():
+            model._default_manager.create(**fields)
+    except IntegrityError:
+        return False
+    return True
+
+
+def sweep_overdue_milestones(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
+    """Alert milestone owners at the due time; escalate N days later. Returns alerts sent."""
+    now = now or timezone.now()
+    batch = batch or _conf("SWEEP_BATCH_SIZE")
+    due_ids = list(
+        Milestone.objects.filter(status=MilestoneStatus.OPEN, next_alert_at__lte=now)
+        .order_by("next_alert_at")
+        .values_list("id", flat=True)[:batch]
+    )
+    sent = 0
+    for milestone_id in due_ids:
+        with transaction.atomic():
+            milestone = (
+                Milestone.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("initiative__business_unit", "initiative__business_owner", "owner")
+                .filter(pk=milestone_id, status=MilestoneStatus.OPEN, next_alert_at__lte=now)
+                .first()
+            )
+            if milestone is None:
+                continue  # another sweep holds it, or it was closed or rescheduled meanwhile
+            level = min(milestone.alert_level + 1, MilestoneAlert.Level.ESCALATED)
+            if _record_once(
+                MilestoneAlert, milestone=milestone, level=level, due_at=milestone.due_at
+            ):
+                _emit_milestone_alert(milestone, level, now)
+                sent += 1
+            milestone.alert_level = level
+            milestone.next_alert_at = (
+                milestone.due_at + dt.timedelta(days=_conf("MILESTONE_ESCALATION_DAYS"))
+                if level == MilestoneAlert.Level.OVERDUE
+                else None
+            )
+            milestone.save(update_fields=["alert_level", "next_alert_at"])
+    return sent
+
+
+def _emit_milestone_alert(milestone: Milestone, level: int, now: dt.datetime) -> None:
+    initiative = milestone.initiative
+    days_late = max((now - milestone.due_at).days, 0)
+    if level == MilestoneAlert.Level.OVERDUE:
+        kind = "milestone.overdue"
+        recipients = _person(milestone.owner, "milestone_owner")
+        title = f"Overdue: {milestone.title} ({initiative.key})"
+    else:
+        kind = "milestone.escalated"
+        recipients = (
+            _person(initiative.business_owner, "business_owner")
+            + _pmo_recipients()
+            + _person(milestone.owner, "milestone_owner")
+        )
+        title = f"Escalated: {milestone.title} ({initiative.key}) is {days_late} days late"
+    emit(
+        kind,
+        {
+            "title": title,
+            "summary": (
+                f"Milestone '{milestone.title}' of {initiative.key} {initiative.name} was due "
+                f"{milestone.due_at:%Y-%m-%d %H:%M} UTC and is still open."
+            ),
+            "admin_url": f"/admin/programs/milestone/{milestone.pk}/change/",
+            "initiative": initiative_summary(initiative),
+            "milestone": {
+                "id": milestone.pk,
+                "title": milestone.title,
+                "due_at": milestone.due_at.isoformat(),
+                "owner_id": milestone.owner_id,
+                "days_late": days_late,
+                "level": level,
+            },
+            "recipients": recipients,
+        },
+        key=f"{kind}:{milestone.pk}:{milestone.due_at.isoformat()}",
+    )
+
+
+def sweep_stalled_initiatives(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
+    """Tell the business owner, sponsor and PMO when a stay in a stage outlasts its budget."""
+    now = now or timezone.now()
+    batch = batch or _conf("SWEEP_BATCH_SIZE")
+    due_ids = list(
+        Initiative.objects.filter(stall_at__lte=now)
+        .order_by("stall_at")
+        .values_list("id", flat=True)[:batch]
+    )
+    sent = 0
+    for initiative_id in due_ids:
+        with transaction.atomic():
+            initiative = (
+                Initiative.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("business_unit", "business_owner", "sponsor", "delivery_lead")
+                .filter(pk=initiative_id, stall_at__lte=now)
+                .first()
+            )
+            if initiative is None:
+                continue
+            if _record_once(
+                StallAlert,
+                initiative=initiative,
+                stage=initiative.stage,
+                stage_entered_at=initiative.stage_entered_at,
+            ):
+                _emit_stall(initiative, now)
+                sent += 1
+            # stage is protected: a queryset update changes only the deadline column.
+            Initiative.objects.filter(pk=initiative.pk).update(stall_at=None)
+    return sent
+
+
+def _emit_stall(initiative: Initiative, now: dt.datetime) -> None:
+    days = (now - initiative.stage_entered_at).days
+    recipients = (
+        _person(initiative.business_owner, "business_owner")
+        + _person(initiative.sponsor, "sponsor")
+        + _person(initiative.delivery_lead, "delivery_lead")
+        + _pmo_recipients()
+    )
+    emit(
+        "initiative.stalled",
+        {
+            "title": f"Stalled: {initiative.key} {initiative.name} has been in "
+            f"{initiative.get_stage_display()} for {days} days",
+            "summary": (
+                f"{initiative.key} entered {initiative.get_stage_display()} on "
+                f"{initiative.stage_entered_at:%Y-%m-%d}, longer than its gate allows. "
+                "Decide: prepare the next gate review, hold, or cancel."
+            ),
+            "admin_url": f"/admin/programs/initiative/{initiative.pk}/change/",
+            "initiative": initiative_summary(initiative),
+            "days_in_stage": days,
+            "recipients": recipients,
+        },
+        key=f"initiative.stalled:{initiative.pk}:{initiative.stage_entered_at.isoformat()}",
+    )
