@@ -194,3 +194,10 @@ class TestTransitionRecordIsAppendOnly:
             cur.execute(
                 "UPDATE programs_stagetransition SET reason = 'x' WHERE id = %s", [record.pk]
             )
+
+
+def test_a_transition_costs_a_fixed_number_of_queries(gate_port, django_assert_max_num_queries):
+    initiative = _put_in(Stage.PILOT)
+    # lock, update, record, savepoint + event + release, endpoints, refresh (+ savepoint pair)
+    with django_assert_max_num_queries(10):
+        services.initiative_hold(initiative=initiative, actor=None, reason="pause")
