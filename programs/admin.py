@@ -46,6 +46,18 @@ _SERVICE_FOR: dict[str, Callable[..., Any]] = {
 }
 
 
+_LABELS = {
+    "start_pilot": "Start pilot (G1 approved)",
+    "start_integration": "Start integration (G2 approved)",
+    "start_hardening": "Start hardening (G3 approved)",
+    "start_operations": "Go to operations (G4 approved)",
+    "hold": "Put on hold",
+    "resume": "Resume",
+    "cancel": "Cancel (kill)",
+    "retire": "Retire",
+}
+
+
 class SuccessMetricInline(admin.TabularInline):
     model = SuccessMetric
     extra = 0
@@ -144,6 +156,13 @@ class InitiativeAdmin(FSMAdminMixin, admin.ModelAdmin):
         )
         obj.pk = created.pk
         obj.refresh_from_db()
+
+    def get_fsm_label(self, transition: Any) -> str:
+        return _LABELS.get(transition.name, transition.name)
+
+    @staticmethod
+    def get_fsm_block_label(fsm_field_name: str) -> str:
+        return "Move this initiative"
 
     def is_fsm_transition_visible(self, transition: Any) -> bool:
         return transition.name in _SERVICE_FOR
