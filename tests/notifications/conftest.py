@@ -78,6 +78,8 @@ class Receiver:
         self.default = Reply()
         self.requests: list[Received] = []
         self.applied: Counter[str] = Counter()
+        # Per event: if a retry ever came with a new webhook-id, its event would count twice.
+        self.applied_events: Counter[str] = Counter()
         self.verify_errors: list[str] = []
         self._lock = threading.Lock()
         receiver = self
@@ -102,6 +104,8 @@ class Receiver:
                             # Idempotent consumer: a redelivered id is acknowledged, not re-applied.
                             if headers["webhook-id"] not in receiver.applied:
                                 receiver.applied[headers["webhook-id"]] += 1
+                                event_key = json.loads(body)["event_key"]
+                                receiver.applied_events[event_key] += 1
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
