@@ -12,6 +12,7 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 
@@ -44,7 +45,8 @@ class WebhookEndpoint(models.Model):
     """A receiver registered by an integration owner; events are POSTed to it, signed."""
 
     name = models.CharField(max_length=120)
-    url = models.URLField(max_length=500)
+    # Plain http(s) only: the transport speaks HTTP, and an ftp:// URL would fail at send time.
+    url = models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
     secret = models.CharField(
         max_length=120,
         default=generate_webhook_secret,

@@ -3,6 +3,8 @@ Beat: the schedule in code lands in django-celery-beat's tables, and a pause sur
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
@@ -105,3 +107,26 @@ def test_settings_keep_the_visibility_timeout_above_every_retry_delay():
     ):
         (error,) = delivery_timing()
     assert error.id == "notifications.E001"
+
+
+@override_settings(NOTIFICATIONS={"REDISPATCH_GRACE_SECONDS": 0})
+def test_redispatch_command_sends_due_deliveries_inline():
+    from django.core.management import call_command
+
+    with transaction.atomic():
+        emit("review.decided", payload_with(recipients=[{"email": "a@example.com"}]), key="cmd")
+    out = StringIO()
+    call_command("redispatch_deliveries", "--inline", stdout=out)
+    assert out.getvalue().strip() == "1 due deliveries attempted."
+    assert Delivery.objects.get().status == DeliveryStatus.DELIVERED
+
+
+def test_webhook_endpoints_accept_only_http_urls():
+    from django.core.exceptions import ValidationError
+
+    from notifications.models import WebhookEndpoint
+
+    endpoint = WebhookEndpoint(name="x", url="ftp://files.example.com/hook")
+    with pytest.raises(ValidationError, match="valid URL"):
+        endpoint.full_clean()
+    assert endpoint.secret.startswith("whsec_")
