@@ -40,7 +40,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "programs.sweep_overdue_milestones", "GATEKEEPER_SCHEDULE_OVERDUE_MILESTONES_SECONDS", 300
     ),
     "programs.sweep_stalled_initiatives": _every(
-        "programs.sweep_stalled_initiatives", "GATEKEEPER_SCHEDULE_STALLED_INITIATIVES_SECONDS", 3600
+        "programs.sweep_stalled_initiatives",
+        "GATEKEEPER_SCHEDULE_STALLED_INITIATIVES_SECONDS",
+        3600,
     ),
 }
 
