@@ -1,0 +1,107 @@
+"""Two approvers deciding the last two approvals at the same moment, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from gates import services
+from gates.models import GateReview, ReviewEvent, ReviewState
+from notifications.models import Event
+from programs.models import Initiative, StageTransition
+from programs.stages import Stage
+from tests.gates.helpers import pass_gate, pending, submitted_review
+
+# serialized_rollback: the flush after a transactional test would otherwise take the seeded
+# gates (a data migration) away from the tests that run after this one.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def test_last_two_approvals_decided_concurrently_decide_review_once(initiative, panel):
+    pass_gate(initiative, panel)
+    review = submitted_review(initiative, initiative.delivery_lead)
+    first, *last_two = pending(review)
+    assert len(last_two) == 2
+    services.approval_decide(
+        approval=first,
+        actor=panel.for_role(first.role, initiative),
+        decision="approve",
+        comment="ok",
+    )
+
+    barrier = threading.Barrier(len(last_two))
+    errors: list[BaseException] = []
+
+    def decide(approval):
+        try:
+            actor = panel.for_role(approval.role, initiative)
+            barrier.wait(timeout=10)
+            services.approval_decide(
+                approval=approval, actor=actor, decision="approve", comment="ship it"
+            )
+        except BaseException as exc:  # surfaced to the main thread below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=decide, args=(a,)) for a in last_two]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert errors == []
+    review = GateReview.objects.get(pk=review.pk)
+    assert review.state == ReviewState.APPROVED
+    assert ReviewEvent.objects.filter(review=review, kind="review_decided").count() == 1
+    assert (
+        Event.objects.filter(type="review.decided", key=f"review.decided:{review.pk}").count() == 1
+    )
+    moves = StageTransition.objects.filter(initiative=initiative, to_stage=Stage.INTEGRATION)
+    assert moves.count() == 1 and moves.get().gate_review_id == review.pk
+    assert Initiative.objects.get(pk=initiative.pk).stage == Stage.INTEGRATION
+
+
+def test_concurrent_approve_and_reject_leave_one_coherent_decision(initiative, panel):
+    pass_gate(initiative, panel)
+    review = submitted_review(initiative, initiative.delivery_lead)
+    first, *last_two = pending(review)
+    services.approval_decide(
+        approval=first, actor=panel.for_role(first.role, initiative), decision="approve"
+    )
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def decide(approval, decision):
+        try:
+            actor = panel.for_role(approval.role, initiative)
+            barrier.wait(timeout=10)
+            services.approval_decide(
+                approval=approval, actor=actor, decision=decision, comment="my call"
+            )
+            outcomes.append(decision)
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=decide, args=(last_two[0], "approve")),
+        threading.Thread(target=decide, args=(last_two[1], "reject")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    review = GateReview.objects.get(pk=review.pk)
+    initiative = Initiative.objects.get(pk=initiative.pk)
+    # Whichever came second: a rejection always rejects, so the gate never opens.
+    assert review.state == ReviewState.RECYCLED
+    assert initiative.stage == Stage.PILOT
+    assert ReviewEvent.objects.filter(review=review, kind="review_decided").count() == 1
+    # If the rejection won the lock, the approval arrives at a decided review and is refused.
+    assert "reject" in outcomes and len(outcomes) == 2
+    assert set(outcomes) - {"reject"} <= {"approve", "Conflict"}
