@@ -85,7 +85,11 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def short_error(self, obj: Delivery) -> str:
         return obj.last_error[:80]
 
-    @admin.action(description="Retry selected dead deliveries")
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        # Rows are read-only in the admin, but whoever may change them may re-send them.
+        return request.user.has_perm("notifications.change_delivery")
+
+    @admin.action(description="Retry selected dead deliveries", permissions=["retry"])
     def retry_dead(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         ids = list(queryset.filter(status=DeliveryStatus.DEAD).values_list("id", flat=True))
         retried = sum(services.delivery_retry(delivery_id=i) for i in ids)

@@ -114,7 +114,7 @@ def enqueue_dispatch(delivery_ids: list[int], *, expires: float | None = None) -
     try:
         for delivery_id in delivery_ids:
             dispatch.apply_async(args=[[delivery_id]], expires=expires)
-    except Exception:
+    except Exception:  # kombu/redis raise several types for an unreachable broker
         logger.warning(
             "could not enqueue dispatch of deliveries %s; they stay pending for the "
             "redispatch sweep",

@@ -169,9 +169,6 @@ def deliveries_abandon_exhausted(*, now: dt.datetime | None = None) -> int:
     )
 
 
-REDISPATCH_CHUNK = 10
-
-
 def redispatch(*, inline: bool = False, expires: float | None = None) -> int:
     """Hand out everything due: queue it (default) or send it here (``inline``).
 
@@ -184,9 +181,9 @@ def redispatch(*, inline: bool = False, expires: float | None = None) -> int:
         for delivery_id in ids:
             delivery_attempt(delivery_id=delivery_id)
         return len(ids)
-    for start in range(0, len(ids), REDISPATCH_CHUNK):
-        if not enqueue_dispatch(ids[start : start + REDISPATCH_CHUNK], expires=expires):
-            break  # the broker is down; the next sweep tries again
+    # One message per delivery, as on commit, so a slow endpoint holds up only its own sends.
+    # If the broker is down the rest stay pending for the next sweep.
+    enqueue_dispatch(ids, expires=expires)
     return len(ids)
 
 

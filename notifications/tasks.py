@@ -19,9 +19,10 @@ from notifications import services
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=3,
-    # Above the longest chunk (10 sends, 10 s timeout each): a hung send is killed, the message is
-    # rejected back to the queue, and the claim's lease lets the sweep retry it.
-    time_limit=300,
+    # Well above a send's timeouts (10 s to connect, 10 s between bytes). A send hung past it
+    # is killed; its message is rejected back to the queue, and once the claim's lease runs
+    # out the sweep retries the delivery.
+    time_limit=120,
 )
 def dispatch(delivery_ids: list[int]) -> list[str]:
     return [services.delivery_attempt(delivery_id=i).status for i in delivery_ids]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.test import override_settings
@@ -47,6 +48,25 @@ def test_admin_retry_action_gives_a_dead_delivery_a_fresh_round(
     assert (dead.status, dead.attempts) == (DeliveryStatus.PENDING, 0)
     assert dead.next_attempt_at is not None
     assert len(callbacks) == 1  # its dispatch is queued once the retry commits
+
+
+def test_staff_without_change_permission_cannot_retry_deliveries(client):
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_delivery"))
+    with transaction.atomic():
+        event = emit(
+            "review.decided", payload_with(recipients=[{"email": "a@example.com"}]), key="v"
+        )
+    Delivery.objects.filter(event=event).update(status=DeliveryStatus.DEAD, next_attempt_at=None)
+    client.force_login(viewer)
+    client.post(
+        reverse("admin:notifications_delivery_changelist"),
+        {
+            "action": "retry_dead",
+            "_selected_action": list(event.deliveries.values_list("id", flat=True)),
+        },
+    )
+    assert set(event.deliveries.values_list("status", flat=True)) == {DeliveryStatus.DEAD}
 
 
 def test_each_user_sees_only_their_own_notifications(client):
