@@ -41,9 +41,13 @@ from programs.models import Initiative
 
 
 def _report(request: http.HttpRequest, exc: DomainError) -> None:
-    unmet = getattr(exc, "unmet", None)
-    detail = exc.detail + (": " + "; ".join(unmet) if unmet else "")
-    messages.error(request, detail)
+    """Show a refusal with every reason the domain gave, not just its headline."""
+    reasons = [
+        f"{field}: {msg}" if field not in ("conditions", "non_field_errors") else msg
+        for field, msgs in exc.errors.items()
+        for msg in msgs
+    ]
+    messages.error(request, exc.detail + (" — " + "; ".join(reasons) if reasons else ""))
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -172,8 +176,13 @@ class GateTemplateAdmin(admin.ModelAdmin):
             )
         except DomainError as exc:
             _report(request, exc)
-            if getattr(exc, "errors", None):
-                messages.error(request, str(exc.errors))
+
+    def construct_change_message(
+        self, request: Any, form: Any, formsets: Any, add: bool = False
+    ) -> Any:
+        # The formsets were never saved (the rows are immutable), so describe the new version.
+        new = getattr(request, "_gates_new_template", None)
+        return f"Revised as {new}" if new is not None else ""
 
     def log_change(self, request: Any, obj: Any, message: Any) -> Any:
         new = getattr(request, "_gates_new_template", None)
@@ -283,8 +292,12 @@ class GateReviewAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: http.HttpRequest) -> bool:
         return bool(request.user.is_staff)
 
-    def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+    def has_view_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_staff)
+
+    def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        # Read-only page: a review changes only through its actions (services).
+        return False
 
     def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return False
@@ -297,8 +310,6 @@ class GateReviewAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request: Any, obj: GateReview, form: Any, change: bool) -> None:
-        if change:
-            return  # every field is read-only; changes go through the actions
         initiative: Initiative = form.cleaned_data["initiative"]
         try:
             request._gates_review = services.gate_review_open(
@@ -529,8 +540,26 @@ class ServiceCreatedAdmin(admin.ModelAdmin):
         return super().response_add(request, obj, post_url_continue)
 
 
+class GateApproverForm(forms.ModelForm):
+    class Meta:
+        model = GateApprover
+        fields = ("user", "role", "business_unit")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        # Adding a holder for a role that has one replaces it (gate_approver_assign): validate
+        # against the existing row so the one-per-role constraint is not a form error.
+        existing = GateApprover.objects.filter(
+            role=data.get("role"), business_unit=data.get("business_unit")
+        ).first()
+        if existing is not None:
+            self.instance = existing
+        return data
+
+
 @admin.register(GateApprover)
 class GateApproverAdmin(ServiceCreatedAdmin):
+    form = GateApproverForm
     list_display = ("role", "business_unit", "user")
     list_filter = ("role", "business_unit")
 

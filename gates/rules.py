@@ -97,6 +97,11 @@ rules.add_perm("gates.export_evidence_pack", may_see_review)
 rules.add_perm("gates.view_gate", is_staff_member)
 rules.add_perm("gates.view_gatetemplate", is_staff_member)
 rules.add_perm("gates.change_gatetemplate", is_admin | is_pmo)
+# The template form's inlines: edits there never touch these rows, they become the next version.
+for _model in ("criterion", "approverrule"):
+    rules.add_perm(f"gates.view_{_model}", is_staff_member)
+    for _action in ("add", "change", "delete"):
+        rules.add_perm(f"gates.{_action}_{_model}", is_admin | is_pmo)
 rules.add_perm(
     "gates.view_approval",
     is_admin | is_pmo | assigned_to_approval | (no_object & is_staff_member),

@@ -590,6 +590,12 @@ def gate_review_submit(*, review: GateReview, actor: User | None) -> GateReview:
         emit(
             "review.submitted",
             {
+                "title": f"{initiative.key}: {locked.gate.code} review awaits your decision",
+                "summary": (
+                    f"{person} submitted the {locked.gate.code} ({locked.gate.name}) review of "
+                    f"{initiative.key} {initiative.name}. Please approve or reject by "
+                    f"{timezone.localtime(due_at):%a %d %b %Y %H:%M}."
+                ),
                 "review": _review_summary(locked),
                 "initiative": programs.initiative_summary(initiative),
                 "submitted_by": _person(person, "submitter"),
@@ -638,6 +644,9 @@ def gate_review_withdraw(*, review: GateReview, actor: User | None, reason: str)
             emit(
                 "review.withdrawn",
                 {
+                    "title": f"{locked.initiative.key}: {locked.gate.code} review withdrawn",
+                    "summary": f"No decision needed any more. Reason: {reason.strip()}",
+                    "admin_url": _admin_path("admin:gates_gatereview_change", locked.pk),
                     "review": _review_summary(locked),
                     "initiative": programs.initiative_summary(locked.initiative),
                     "reason": reason.strip(),
@@ -781,6 +790,17 @@ def approval_decide(
         emit(
             "approval.decided",
             {
+                "title": (
+                    f"{review.initiative.key}: {locked.get_role_display()} "
+                    f"{locked.status} the {review.gate.code} review"
+                ),
+                "summary": (
+                    f"{person}"
+                    + (f" (deputy for {locked.approver})" if deputy_for else "")
+                    + f" {locked.status} it"
+                    + (f": {comment}" if comment else ".")
+                ),
+                "admin_url": _admin_path("admin:gates_gatereview_change", review.pk),
                 "approval": {
                     "id": locked.pk,
                     "role": locked.role,
@@ -899,6 +919,8 @@ def _decide_review(
     emit(
         "review.decided",
         {
+            "title": f"{initiative.key}: {gate.code} decided — {Outcome(outcome).label}",
+            "admin_url": _admin_path("admin:gates_gatereview_change", review.pk),
             "review": _review_summary(review),
             "outcome": outcome,
             "summary": summary,
