@@ -223,6 +223,9 @@ GATEKEEPER = {
     # Business days before an approval's due date when its reminder goes out.
     "APPROVAL_REMINDER_BUSINESS_DAYS": env_int("GATEKEEPER_APPROVAL_REMINDER_DAYS", 1, minimum=0),
     "SWEEP_BATCH_SIZE": env_int("GATEKEEPER_SWEEP_BATCH_SIZE", 500, minimum=1),
+    # How long a proposal may wait for its G1 review before it counts as stalled (later stages
+    # take their budget from the gate template that opened them).
+    "PROPOSED_MAX_DAYS": env_int("GATEKEEPER_PROPOSED_MAX_DAYS", 60, minimum=1),
 }
 
 LOGGING = {

@@ -7,7 +7,8 @@ class GatesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from gates.port import GateReviewPort
-        from programs.ports import register_gate_port
+        from gates.port import GateReviewPort, stage_budget
+        from programs.ports import register_gate_port, register_stage_budget
 
         register_gate_port(GateReviewPort())
+        register_stage_budget(stage_budget)

@@ -414,9 +414,10 @@ class Approval(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     due_at = models.DateTimeField()
-    # When the reminder sweep should look at it (due_at less the reminder lead), stored so the
-    # sweep reads only what is due.
-    remind_at = models.DateTimeField()
+    # When the deadline sweep next looks at it: first the reminder (due_at less the reminder
+    # lead), then the escalation (due_at), then never (null). Stored so the sweep reads only
+    # what is due, not every pending approval.
+    remind_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -7,13 +7,16 @@ re-counts the approvals under the review's own quorum policy, so a review row fo
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
-from gates.models import GateReview, ReviewState
+from django.conf import settings
+
+from gates.models import GateReview, GateTemplate, ReviewState
 from gates.policy import quorum
 from programs.models import MilestoneStatus
 from programs.ports import GateVerdict
-from programs.stages import GATE_INTO
+from programs.stages import GATE_INTO, Stage
 
 if TYPE_CHECKING:
     from programs.models import Initiative
@@ -64,3 +67,22 @@ class GateReviewPort:
             review_id=approved.pk if approved is not None else None,
             unmet=unmet,
         )
+
+
+def stage_budget(stage: str) -> dt.timedelta | None:
+    """How long an initiative may stay in ``stage``: the expected time of the gate that opens it
+    (current template version), or the configured wait for a proposal's first review."""
+    if stage == Stage.PROPOSED:
+        return dt.timedelta(days=int(settings.GATEKEEPER["PROPOSED_MAX_DAYS"]))
+    code = GATE_INTO.get(stage)
+    if code is None:
+        return None
+    template = (
+        GateTemplate.objects.filter(gate__code=code)
+        .order_by("-version")
+        .only("expected_stage_days")
+        .first()
+    )
+    if template is None or template.expected_stage_days is None:
+        return None
+    return dt.timedelta(days=template.expected_stage_days)

@@ -30,3 +30,22 @@ def gate_port() -> Iterator[StubGatePort]:
     ports.register_gate_port(stub)
     yield stub
     ports.register_gate_port(previous)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every transactional test restores the data migrations' rows after its flush.
+
+    A transactional test ends by flushing the database, which would also delete the gate
+    templates and groups the data migrations seeded, and every later test would then run on a
+    database no real deployment has. serialized_rollback reloads them.
+    """
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        fixtures = set(getattr(item, "fixturenames", ()))
+        transactional = bool(marker and marker.kwargs.get("transaction")) or bool(
+            fixtures & {"transactional_db", "live_server"}
+        )
+        if transactional:
+            kwargs = {**(marker.kwargs if marker else {}), "transaction": True}
+            kwargs["serialized_rollback"] = True
+            item.add_marker(pytest.mark.django_db(**kwargs), append=False)
