@@ -1,5 +1,6 @@
-"""A realistic demo portfolio for `make run`: several business units, initiatives in every stage,
-owners, metrics, milestones (some overdue), and the stage history that got them there.
+"""The programs half of the demo portfolio loaded by `make run` (gates' `seed_demo` command):
+business units, people, initiatives in every stage, owners, metrics, milestones (some overdue),
+and the stage history that got them there.
 
 History is written as it would be by an import from the PMO's old spreadsheet: the transition
 records say so in their reason, so nobody mistakes them for gate decisions made in Gatekeeper.
@@ -14,8 +15,6 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand, CommandParser
-from django.db import transaction
 from django.utils import timezone
 
 from programs import roles
@@ -29,6 +28,7 @@ from programs.models import (
     StageTransition,
     SuccessMetric,
 )
+from programs.services import stall_deadline
 from programs.stages import Stage
 
 DEMO_PASSWORD = "demo"
@@ -47,7 +47,7 @@ PEOPLE = [
     ("service.owner", "Sam Okafor", [roles.BUSINESS_OWNERS], "service"),
     ("finance.owner", "Fiona Lindqvist", [roles.BUSINESS_OWNERS], "finance"),
     ("supply.owner", "Diego Alvarez", [roles.BUSINESS_OWNERS], "supply"),
-    ("sponsor", "Helen Park", [], None),
+    ("sponsor", "Helen Park", [roles.APPROVERS], None),
     ("risk.approver", "Rafael Costa", [roles.APPROVERS], None),
     ("platform.approver", "Mei Tanaka", [roles.APPROVERS], None),
     ("security.approver", "Olu Adeyemi", [roles.APPROVERS], None),
@@ -188,31 +188,10 @@ PATH: list[str] = [
 ]
 
 
-class Command(BaseCommand):
-    help = "Load a demo portfolio (business units, people, initiatives in every stage)."
+class PortfolioLoader:
+    """Call ``load()`` inside a transaction; returns the people by username."""
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--if-empty",
-            action="store_true",
-            help="do nothing when the database already holds initiatives (used by `make run`)",
-        )
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        if options["if_empty"] and Initiative.objects.exists():
-            self.stdout.write("Initiatives exist; demo portfolio not loaded.")
-            return
-        with transaction.atomic():
-            self._load()
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Demo portfolio loaded: {Initiative.objects.count()} initiatives. "
-                f"Sign in at /admin/ as 'pmo', 'claims.owner' or 'risk.approver' "
-                f"(password '{DEMO_PASSWORD}'); 'admin' is a superuser."
-            )
-        )
-
-    def _load(self) -> None:
+    def load(self) -> dict[str, Any]:
         User = get_user_model()
         now = timezone.now()
         units = {
@@ -268,6 +247,7 @@ class Command(BaseCommand):
             self._history(initiative, stage, entered, people["pmo"])
             self._metrics(initiative, stage, now)
             self._milestones(initiative, stage, people, now)
+        return people
 
     def _history(self, initiative: Initiative, stage: str, entered: dt.datetime, pmo: Any) -> None:
         reached: str
@@ -295,6 +275,7 @@ class Command(BaseCommand):
             stage=stage,
             held_from=reached if stage == Stage.ON_HOLD else "",
             stage_entered_at=entered,
+            stall_at=stall_deadline(stage, entered),
         )
 
     def _metrics(self, initiative: Initiative, stage: str, now: dt.datetime) -> None:
