@@ -32,6 +32,7 @@ def gate_port() -> Iterator[StubGatePort]:
     ports.register_gate_port(previous)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every transactional test restores the data migrations' rows after its flush.
 
@@ -49,3 +50,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             kwargs = {**(marker.kwargs if marker else {}), "transaction": True}
             kwargs["serialized_rollback"] = True
             item.add_marker(pytest.mark.django_db(**kwargs), append=False)
+
+    # Browser tests go last (after pytest-django's own ordering, hence trylast): Playwright's
+    # event loop changes which connection object Django's context-local handler returns in
+    # this thread, so tests after it would no longer find the serialized seed data.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 
 import pytest
+from django.apps import apps
 
 # live_server runs Django in a thread while Playwright's sync API holds an event loop.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -38,3 +40,18 @@ def login(live_server, page):
         page.wait_for_selector("#user-tools")
 
     return _login
+
+
+@pytest.fixture(autouse=True)
+def seeded_data(transactional_db):
+    """Re-run the data migrations' seeds (idempotent) if an earlier flush took them.
+
+    serialized_rollback can't restore them here: once Playwright's event loop runs in this
+    thread, Django's context-local connection handler hands out a fresh connection object that
+    lacks the serialized copy of the seed data.
+    """
+    for module, function in (
+        ("programs.migrations.0002_groups_and_append_only_trigger", "create_groups"),
+        ("gates.migrations.0002_seed_gates", "seed"),
+    ):
+        getattr(importlib.import_module(module), function)(apps, None)

@@ -1,0 +1,65 @@
+"""A business owner approves a gate from the admin approvals inbox: one click plus a comment."""
+
+from __future__ import annotations
+
+import pytest
+
+from gates import services
+from gates.models import Approval, ApprovalStatus, GateRole, ReviewState
+from programs.roles import APPROVERS, PMO
+from programs.stages import Stage
+from tests.factories import InitiativeFactory, SuccessMetricFactory, UserFactory
+from tests.gates.helpers import submitted_review
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def g1_review():
+    owner = UserFactory(username="fiona", is_staff=True, groups=["business-owners"])
+    pmo = UserFactory(username="priya", is_staff=True, groups=[PMO, APPROVERS])
+    services.gate_approver_assign(actor=None, user=pmo, role=GateRole.PMO)
+    initiative = InitiativeFactory(
+        business_owner=owner, delivery_lead=UserFactory(username="jonas"), name="Expense anomalies"
+    )
+    SuccessMetricFactory(initiative=initiative)
+    return submitted_review(initiative, initiative.delivery_lead)
+
+
+def _decide_in_browser(page, live_server, login, username: str, comment: str) -> None:
+    login(username)
+    page.goto(f"{live_server.url}/admin/gates/approvalinbox/")
+    page.click("a.button:has-text('Decide')")
+    page.check("input[name=decision][value=approve]")
+    page.fill("textarea[name=comment]", comment)
+    page.click("#content input[type=submit], #content button[type=submit]")
+    page.wait_for_selector(".messagelist")
+    assert "Recorded your decision" in page.inner_text(".messagelist")
+
+
+def test_both_approvers_click_approve_and_the_initiative_enters_pilot(
+    live_server, page, login, g1_review
+):
+    _decide_in_browser(page, live_server, login, "fiona", "Owner: we run the pilot in AP")
+    mine = Approval.objects.get(review=g1_review, role=GateRole.BUSINESS_OWNER)
+    assert mine.status == ApprovalStatus.APPROVED
+    assert mine.comment == "Owner: we run the pilot in AP"
+    assert mine.decided_by.username == "fiona"
+
+    page.context.clear_cookies()
+    _decide_in_browser(page, live_server, login, "priya", "PMO: scope and exit criteria fine")
+
+    g1_review.refresh_from_db()
+    assert g1_review.state == ReviewState.APPROVED
+    g1_review.initiative.refresh_from_db()
+    assert g1_review.initiative.stage == Stage.PILOT
+
+
+def test_inbox_lists_only_what_the_user_may_decide(live_server, page, login, g1_review):
+    UserFactory(username="outsider", is_staff=True, groups=["business-owners"])
+    login("outsider")
+    page.goto(f"{live_server.url}/admin/gates/approvalinbox/")
+    assert g1_review.initiative.key not in page.content()
+    approval = Approval.objects.filter(review=g1_review).first()
+    response = page.goto(f"{live_server.url}/admin/gates/approvalinbox/{approval.pk}/decide/")
+    assert response.status == 404
