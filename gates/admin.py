@@ -18,6 +18,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from gatekeeper.admin_utils import ReadOnlyInline
 from gatekeeper.errors import DomainError
 from gates import selectors, services
 from gates.models import (
@@ -48,17 +49,6 @@ def _report(request: http.HttpRequest, exc: DomainError) -> None:
         for msg in msgs
     ]
     messages.error(request, exc.detail + (" — " + "; ".join(reasons) if reasons else ""))
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- gates and templates -----------------------------------------------------------------

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django_fsm import ConcurrentTransitionMixin, FSMField, FSMModelMixin, transition
 
+from gatekeeper.db import AppendOnlyModel
 from programs.models import Initiative, Milestone, RiskTier
 from programs.stages import Stage
 
@@ -516,15 +517,7 @@ class EventKind(models.TextChoices):
     WITHDRAWN = "withdrawn", "Withdrawn"
 
 
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs: Any) -> int:
-        raise TypeError(f"{self.model.__name__} records are append-only and cannot be updated")
-
-    def delete(self) -> tuple[int, dict[str, int]]:
-        raise TypeError(f"{self.model.__name__} records are append-only and cannot be deleted")
-
-
-class ReviewEvent(models.Model):
+class ReviewEvent(AppendOnlyModel):
     """Append-only log of everything that happened to a review.
 
     The ORM refuses updates and deletes; on PostgreSQL a trigger refuses them in SQL too
@@ -546,22 +539,12 @@ class ReviewEvent(models.Model):
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = AppendOnlyQuerySet.as_manager()
-
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["review", "created_at"])]
 
     def __str__(self) -> str:
         return f"{self.kind} on review #{self.review_id}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise TypeError("ReviewEvent records are append-only and cannot be edited")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise TypeError("ReviewEvent records are append-only and cannot be deleted")
 
 
 class ApprovalInbox(Approval):

@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django_fsm.admin import FSMAdminMixin
 
+from gatekeeper.admin_utils import ReadOnlyInline
 from gatekeeper.errors import DomainError
 from programs import selectors, services
 from programs.models import (
@@ -65,32 +66,19 @@ class SuccessMetricInline(admin.TabularInline):
     readonly_fields = ("current_value", "measured_at")
 
 
-class MilestoneInline(admin.TabularInline):
+class MilestoneInline(ReadOnlyInline):
     """Read-only here: milestones are added and changed on their own page, through services."""
 
     model = Milestone
-    extra = 0
     fields = ("stage", "title", "owner", "due_at", "status", "completed_at", "is_gate_condition")
     readonly_fields = fields
-    can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
-        return False
 
-
-class StageTransitionInline(admin.TabularInline):
+class StageTransitionInline(ReadOnlyInline):
     model = StageTransition
-    extra = 0
-    can_delete = False
     fields = ("created_at", "from_stage", "to_stage", "actor", "reason", "gate_review_id")
     readonly_fields = fields
-
-    def has_add_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Initiative)

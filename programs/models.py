@@ -19,6 +19,7 @@ from django_fsm import (
     transition,
 )
 
+from gatekeeper.db import AppendOnlyModel
 from programs import conditions
 from programs.stages import ACTIVE_STAGES, CANCELLABLE_STAGES, Stage
 
@@ -356,15 +357,7 @@ class ExternalReference(models.Model):
         return f"{self.system}:{self.key}"
 
 
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs: Any) -> int:
-        raise TypeError(f"{self.model.__name__} records are append-only and cannot be updated")
-
-    def delete(self) -> tuple[int, dict[str, int]]:
-        raise TypeError(f"{self.model.__name__} records are append-only and cannot be deleted")
-
-
-class StageTransition(models.Model):
+class StageTransition(AppendOnlyModel):
     """Append-only record of every lifecycle move (who, when, from, to, why, which review).
 
     Refuses updates and deletes through the ORM; on PostgreSQL a trigger refuses them in SQL
@@ -383,22 +376,12 @@ class StageTransition(models.Model):
     gate_review_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    objects = AppendOnlyQuerySet.as_manager()
-
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["initiative", "created_at"])]
 
     def __str__(self) -> str:
         return f"{self.from_stage} → {self.to_stage}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None and not self._state.adding:
-            raise TypeError("StageTransition records are append-only and cannot be edited")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise TypeError("StageTransition records are append-only and cannot be deleted")
 
 
 class MilestoneAlert(models.Model):

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
 from gates import services
 from gates.models import GateReview, ReviewEvent, ReviewState
 from notifications.models import Event
 from programs.models import Initiative, StageTransition
 from programs.stages import Stage
+from tests.concurrency import run_at_once
 from tests.gates.helpers import pass_gate, pending, submitted_review
 
 # serialized_rollback: the flush after a transactional test would otherwise take the seeded
@@ -31,28 +29,15 @@ def test_last_two_approvals_decided_concurrently_decide_review_once(initiative, 
         comment="ok",
     )
 
-    barrier = threading.Barrier(len(last_two))
-    errors: list[BaseException] = []
-
     def decide(approval):
-        try:
-            actor = panel.for_role(approval.role, initiative)
-            barrier.wait(timeout=10)
-            services.approval_decide(
-                approval=approval, actor=actor, decision="approve", comment="ship it"
-            )
-        except BaseException as exc:  # surfaced to the main thread below
-            errors.append(exc)
-        finally:
-            connection.close()
+        actor = panel.for_role(approval.role, initiative)
+        return services.approval_decide(
+            approval=approval, actor=actor, decision="approve", comment="ship it"
+        )
 
-    threads = [threading.Thread(target=decide, args=(a,)) for a in last_two]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    results = run_at_once(*[lambda a=a: decide(a) for a in last_two])
 
-    assert errors == []
+    assert not [r for r in results if isinstance(r, BaseException)], results
     review = GateReview.objects.get(pk=review.pk)
     assert review.state == ReviewState.APPROVED
     assert ReviewEvent.objects.filter(review=review, kind="review_decided").count() == 1
@@ -71,30 +56,18 @@ def test_concurrent_approve_and_reject_leave_one_coherent_decision(initiative, p
     services.approval_decide(
         approval=first, actor=panel.for_role(first.role, initiative), decision="approve"
     )
-    barrier = threading.Barrier(2)
-    outcomes: list[str] = []
 
     def decide(approval, decision):
-        try:
-            actor = panel.for_role(approval.role, initiative)
-            barrier.wait(timeout=10)
-            services.approval_decide(
-                approval=approval, actor=actor, decision=decision, comment="my call"
-            )
-            outcomes.append(decision)
-        except Exception as exc:
-            outcomes.append(type(exc).__name__)
-        finally:
-            connection.close()
+        actor = panel.for_role(approval.role, initiative)
+        services.approval_decide(
+            approval=approval, actor=actor, decision=decision, comment="my call"
+        )
+        return decision
 
-    threads = [
-        threading.Thread(target=decide, args=(last_two[0], "approve")),
-        threading.Thread(target=decide, args=(last_two[1], "reject")),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    results = run_at_once(
+        lambda: decide(last_two[0], "approve"), lambda: decide(last_two[1], "reject")
+    )
+    outcomes = [r if isinstance(r, str) else type(r).__name__ for r in results]
 
     review = GateReview.objects.get(pk=review.pk)
     initiative = Initiative.objects.get(pk=initiative.pk)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
 import time_machine
-from django.db import connection
 from django.utils import timezone
 
 from gates import services, sweeps
 from gates.models import AlertKind, ApprovalAlert
 from notifications.models import Event
+from tests.concurrency import run_at_once
 from tests.gates.helpers import pending, submitted_review
 
 # A Monday morning: G1's SLA is 5 business days, so approvals are due the next Monday 09:00
@@ -109,24 +108,11 @@ def test_deputy_is_reminded_too(initiative, panel):
 def test_two_sweeps_at_once_send_each_reminder_once(initiative, panel):
     review = submitted_review(initiative, initiative.delivery_lead)
     count = len(pending(review))
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
     later = timezone.now() + dt.timedelta(days=30)  # past due: each approval escalates once
 
-    def sweep() -> None:
-        try:
-            barrier.wait(timeout=10)
-            sweeps.sweep_approval_deadlines(now=later)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+    def sweep() -> int:
+        return sweeps.sweep_approval_deadlines(now=later)
 
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors
+    assert sum(run_at_once(sweep, sweep)) == count
     assert Event.objects.filter(type="approval.escalated").count() == count
     assert ApprovalAlert.objects.count() == count

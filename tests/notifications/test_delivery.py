@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 
 import pytest
 import time_machine
 from django.core import mail
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from hypothesis import given
@@ -21,6 +20,7 @@ from notifications.models import Channel, Delivery, DeliveryStatus, Event, Notif
 from notifications.outbox import emit
 from notifications.services import backoff_seconds, deliveries_due, delivery_attempt, redispatch
 from notifications.transports import _retry_after_seconds
+from tests.concurrency import run_at_once
 from tests.notifications.conftest import Reply, payload_with
 
 pytestmark = pytest.mark.django_db
@@ -252,25 +252,8 @@ def test_a_deleted_delivery_is_skipped_quietly():
 def test_two_concurrent_redispatch_sweeps_deliver_each_delivery_once(endpoint, receiver):
     receiver.default = Reply(200, delay=0.02)
     deliveries = [emit_webhook(key=f"c{i}") for i in range(20)]
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def sweep() -> None:
-        try:
-            barrier.wait()
-            redispatch(inline=True)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-
-    assert errors == []
+    results = run_at_once(lambda: redispatch(inline=True), lambda: redispatch(inline=True))
+    assert all(isinstance(r, int) for r in results), results
     assert sorted(receiver.ids_received()) == sorted(d.webhook_id for d in deliveries)
     assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.DELIVERED}
     assert set(Delivery.objects.values_list("attempts", flat=True)) == {1}

@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 
-from gatekeeper.errors import Conflict, DomainError
+from gatekeeper.errors import Conflict
 from programs import services
 from programs.models import Initiative, StageTransition
 from programs.stages import Stage
+from tests.concurrency import run_at_once
 from tests.factories import InitiativeFactory, SuccessMetricFactory
 
 
-def _race(initiative_pk: int, call) -> list[object]:
-    barrier = threading.Barrier(2)
-    outcomes: list[object] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        try:
-            mine = Initiative.objects.get(pk=initiative_pk)  # each caller holds its own copy
-            barrier.wait(timeout=10)
-            result: object = call(mine)
-        except DomainError as exc:
-            result = exc
-        finally:
-            connection.close()
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    return outcomes
+def _race(initiative_pk: int, *calls) -> list[object]:
+    """Each caller holds its own copy of the initiative, as two browser tabs would."""
+    return run_at_once(
+        *[lambda call=call: call(Initiative.objects.get(pk=initiative_pk)) for call in calls]
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -45,9 +25,8 @@ def test_same_forward_transition_twice_at_once_moves_once(gate_port):
     SuccessMetricFactory(initiative=initiative)
     gate_port.approve(initiative, Stage.PILOT)
 
-    outcomes = _race(
-        initiative.pk, lambda mine: services.initiative_advance(initiative=mine, actor=None)
-    )
+    advance = lambda mine: services.initiative_advance(initiative=mine, actor=None)  # noqa: E731
+    outcomes = _race(initiative.pk, advance, advance)
 
     records = [o for o in outcomes if isinstance(o, StageTransition)]
     conflicts = [o for o in outcomes if isinstance(o, Conflict)]
@@ -61,20 +40,11 @@ def test_same_forward_transition_twice_at_once_moves_once(gate_port):
 def test_hold_and_cancel_at_once_only_one_applies(gate_port):
     initiative = InitiativeFactory()
     Initiative.objects.filter(pk=initiative.pk).update(stage=Stage.PILOT)
-    calls = iter(
-        [
-            lambda mine: services.initiative_hold(initiative=mine, actor=None, reason="pause"),
-            lambda mine: services.initiative_cancel(initiative=mine, actor=None, reason="stop"),
-        ]
+    outcomes = _race(
+        initiative.pk,
+        lambda mine: services.initiative_hold(initiative=mine, actor=None, reason="pause"),
+        lambda mine: services.initiative_cancel(initiative=mine, actor=None, reason="stop"),
     )
-    pick = threading.Lock()
-
-    def one_of(mine):
-        with pick:
-            call = next(calls)
-        return call(mine)
-
-    outcomes = _race(initiative.pk, one_of)
 
     assert sum(isinstance(o, StageTransition) for o in outcomes) == 1, outcomes
     assert sum(isinstance(o, Conflict) for o in outcomes) == 1, outcomes

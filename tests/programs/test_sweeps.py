@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
 import time_machine
-from django.db import connection
 from django.utils import timezone
 
 from notifications.models import Event
@@ -15,6 +13,7 @@ from programs import ports, services, sweeps
 from programs.models import Initiative, MilestoneAlert, StallAlert
 from programs.roles import PMO
 from programs.stages import Stage
+from tests.concurrency import run_at_once
 from tests.factories import InitiativeFactory, MilestoneFactory, SuccessMetricFactory, UserFactory
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -149,26 +148,12 @@ def test_two_sweeps_at_once_send_each_alert_once():
     past = timezone.now() - dt.timedelta(days=1)
     milestones = [MilestoneFactory(due_at=past) for _ in range(12)]
     initiatives = [InitiativeFactory(stall_at=past) for _ in range(6)]
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
 
     def sweep() -> None:
-        try:
-            barrier.wait(timeout=10)
-            sweeps.sweep_overdue_milestones()
-            sweeps.sweep_stalled_initiatives()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        sweeps.sweep_overdue_milestones()
+        sweeps.sweep_stalled_initiatives()
 
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-
-    assert not errors
+    assert run_at_once(sweep, sweep) == [None, None]
     assert Event.objects.filter(type="milestone.overdue").count() == len(milestones)
     assert MilestoneAlert.objects.count() == len(milestones)
     assert Event.objects.filter(type="initiative.stalled").count() == len(initiatives)
