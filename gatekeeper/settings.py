@@ -114,6 +114,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 AUTHENTICATION_BACKENDS = [
     "rules.permissions.ObjectPermissionBackend",
+    "gatekeeper.auth_backends.GatekeeperModuleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 

@@ -108,7 +108,6 @@ class InitiativeAdmin(FSMAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    autocomplete_fields = ("business_owner", "sponsor", "delivery_lead")
     inlines = [SuccessMetricInline, MilestoneInline, StageTransitionInline]
     list_select_related = ("business_unit", "business_owner")
 
@@ -127,9 +126,23 @@ class InitiativeAdmin(FSMAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return False  # initiatives are cancelled or retired, never deleted: history stays whole
 
+    def get_readonly_fields(self, request: http.HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not request.user.has_perm("programs.reassign_initiative", obj):
+            fields += sorted(services.PMO_ONLY_FIELDS)
+        return fields
+
     def save_model(self, request: http.HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            changes = {
+                name: form.cleaned_data[name]
+                for name in form.changed_data
+                if name in services.EDITABLE_FIELDS
+            }
+            try:
+                services.initiative_update(initiative=obj, actor=request.user, changes=changes)
+            except DomainError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
             return
         created = services.initiative_create(
             actor=request.user,
@@ -191,13 +204,20 @@ class MilestoneAdmin(admin.ModelAdmin):
     list_display = ("title", "initiative", "stage", "owner", "due_at", "status")
     list_filter = ("status", "stage", "is_gate_condition")
     search_fields = ("title", "initiative__key", "external_key")
-    readonly_fields = ("status", "completed_at", "completed_by", "next_alert_at", "alert_level")
+    readonly_fields = (
+        "status",
+        "completed_at",
+        "completed_by",
+        "waive_reason",
+        "is_gate_condition",
+        "next_alert_at",
+        "alert_level",
+    )
     list_select_related = ("initiative", "owner")
-    autocomplete_fields = ("owner",)
     actions = ["mark_done"]
 
     def get_readonly_fields(self, request: http.HttpRequest, obj: Any = None) -> Any:
-        locked = ("initiative", "stage", "is_gate_condition") if obj else ()
+        locked = ("initiative", "stage", "external_system", "external_key") if obj else ()
         return (*self.readonly_fields, *locked)
 
     def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
@@ -229,6 +249,11 @@ class MilestoneAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: http.HttpRequest) -> QuerySet[Milestone]:
         return selectors.milestones_visible_to(request.user)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
+        if db_field.name == "initiative":
+            kwargs["queryset"] = selectors.initiatives_visible_to(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.action(description="Mark selected milestones done")
     def mark_done(self, request: http.HttpRequest, queryset: QuerySet[Milestone]) -> None:

@@ -66,6 +66,9 @@ rules.add_perm(
 )
 # Hold, resume, cancel and retire are business decisions: not for service accounts.
 rules.add_perm("programs.change_stage", is_admin | is_pmo | owns_initiative | sponsors_or_leads)
+# Who is accountable (business owner, unit) and how risky it is (which approvers a gate needs).
+rules.add_perm("programs.reassign_initiative", is_admin | is_pmo)
+rules.add_perm("programs.add_milestone", is_admin | is_pmo | is_business_owner_group)
 rules.add_perm(
     "programs.change_milestone",
     is_admin | is_pmo | involved | owns_milestone | is_integration,

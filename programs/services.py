@@ -23,6 +23,7 @@ from programs.conditions import Condition
 from programs.models import (
     BusinessUnit,
     Direction,
+    Health,
     Initiative,
     MetricReading,
     Milestone,
@@ -258,6 +259,80 @@ def initiative_assign_owner(
         )
     initiative.refresh_from_db()
     return initiative
+
+
+# Fields a change form may edit; the stage, key and history never (they move only through the
+# lifecycle services), and the ones that decide accountability or the approvers a gate needs
+# only for PMO.
+EDITABLE_FIELDS = frozenset(
+    {
+        "name",
+        "summary",
+        "target_workflow",
+        "health",
+        "sponsor",
+        "delivery_lead",
+        "business_owner",
+        "business_unit",
+        "risk_tier",
+    }
+)
+PMO_ONLY_FIELDS = frozenset({"business_owner", "business_unit", "risk_tier"})
+
+
+def initiative_update(
+    *, initiative: Initiative, actor: User | None, changes: dict[str, Any]
+) -> Initiative:
+    """Edit descriptive fields; refuses the stage, key and anything not in EDITABLE_FIELDS."""
+    unknown = sorted(set(changes) - EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationFailed(
+            "These fields cannot be changed here.",
+            errors={name: ["read-only"] for name in unknown},
+        )
+    errors: dict[str, list[str]] = {}
+    if "name" in changes and not str(changes["name"] or "").strip():
+        errors["name"] = ["required"]
+    if "risk_tier" in changes and changes["risk_tier"] not in RiskTier.values:
+        errors["risk_tier"] = [f"must be one of {', '.join(RiskTier.values)}"]
+    if "health" in changes and changes["health"] not in Health.values:
+        errors["health"] = [f"must be one of {', '.join(Health.values)}"]
+    if errors:
+        raise ValidationFailed("The initiative has invalid fields.", errors=errors)
+    if not changes:
+        return initiative
+    with transaction.atomic():
+        locked = _lock(initiative, None)
+        _require_perm(actor, "programs.change_initiative", locked)
+        if PMO_ONLY_FIELDS & set(changes):
+            _require_perm(actor, "programs.reassign_initiative", locked)
+        if locked.stage in TERMINAL_STAGES:
+            raise TransitionRefused(
+                f"{locked.key} is {locked.stage}", unmet=["the initiative is closed"]
+            )
+        before = {name: _plain(getattr(locked, name)) for name in changes}
+        for name, value in changes.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=[*changes, "updated_at"])
+        after = {name: _plain(getattr(locked, name)) for name in changes}
+        emit(
+            "initiative.updated",
+            {
+                "title": f"{locked.key} {locked.name} was updated",
+                "initiative": initiative_summary(locked),
+                "changes": {n: {"from": before[n], "to": after[n]} for n in changes},
+                "actor_id": getattr(actor, "pk", None),
+                "admin_url": f"/admin/programs/initiative/{locked.pk}/change/",
+                "recipients": _people(locked),
+            },
+            key=f"initiative.updated:{locked.pk}:{uuid.uuid4().hex}",
+        )
+    initiative.refresh_from_db()
+    return initiative
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "pk", value)
 
 
 def initiative_advance(
@@ -572,6 +647,7 @@ __all__ = [
     "initiative_hold",
     "initiative_resume",
     "initiative_retire",
+    "initiative_update",
     "metric_add",
     "metric_record_value",
     "milestone_add",
