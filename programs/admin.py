@@ -12,6 +12,7 @@ from typing import Any
 from django import forms, http
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.template.response import TemplateResponse
 from django_fsm.admin import FSMAdminMixin
 
 from gatekeeper.admin_utils import ReadOnlyInline
@@ -214,7 +215,7 @@ class MilestoneAdmin(admin.ModelAdmin):
         "alert_level",
     )
     list_select_related = ("initiative", "owner")
-    actions = ["mark_done"]
+    actions = ["mark_done", "waive"]
 
     def get_readonly_fields(self, request: http.HttpRequest, obj: Any = None) -> Any:
         locked = ("initiative", "stage", "external_system", "external_key") if obj else ()
@@ -254,6 +255,31 @@ class MilestoneAdmin(admin.ModelAdmin):
         if db_field.name == "initiative":
             kwargs["queryset"] = selectors.initiatives_visible_to(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.action(description="Waive selected milestones (with a reason)")
+    def waive(self, request: http.HttpRequest, queryset: QuerySet[Milestone]) -> Any:
+        form = RequiredReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            waived = 0
+            for milestone in queryset:
+                try:
+                    services.milestone_waive(
+                        milestone=milestone, actor=request.user, reason=form.cleaned_data["reason"]
+                    )
+                    waived += 1
+                except DomainError as exc:
+                    self.message_user(request, f"{milestone}: {exc.detail}", messages.ERROR)
+            if waived:
+                self.message_user(request, f"{waived} milestone(s) waived.", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Waive milestones",
+            "milestones": queryset,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/programs/waive_milestones.html", context)
 
     @admin.action(description="Mark selected milestones done")
     def mark_done(self, request: http.HttpRequest, queryset: QuerySet[Milestone]) -> None:

@@ -63,3 +63,21 @@ def test_pmo_may_reassign_the_business_owner(client):
     form = client.get(f"/admin/programs/initiative/{initiative.pk}/change/").context["adminform"]
     assert "business_owner" in form.form.fields
     assert Initiative.objects.count() == 1
+
+
+def test_owner_waives_a_milestone_with_a_reason_from_the_list(owner_client):
+    from programs.models import Milestone, MilestoneStatus
+    from tests.factories import MilestoneFactory
+
+    client, initiative = owner_client
+    milestone = MilestoneFactory(initiative=initiative)
+    url = "/admin/programs/milestone/"
+    picked = {"action": "waive", "_selected_action": [milestone.pk]}
+    confirm = client.post(url, picked)
+    assert confirm.status_code == 200 and b"reason" in confirm.content
+    client.post(url, {**picked, "apply": "1", "reason": ""})  # no reason: nothing happens
+    assert Milestone.objects.get(pk=milestone.pk).status == MilestoneStatus.OPEN
+    client.post(url, {**picked, "apply": "1", "reason": "Covered by the vendor's own test"})
+    milestone.refresh_from_db()
+    assert milestone.status == MilestoneStatus.WAIVED
+    assert milestone.waive_reason == "Covered by the vendor's own test"
