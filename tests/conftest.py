@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from programs import ports
 from programs.ports import GateVerdict
+
+# CI explores the same examples on every run, so a red build always reproduces; developers
+# get fresh random examples (and Hypothesis's example database) locally.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 class StubGatePort:
