@@ -218,6 +218,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- gatekeeper -----------------------------------------------------------------------------
+# Webhook endpoints on loopback/private networks are refused (SSRF) unless this is on; on by
+# default in debug so a developer can point an endpoint at a local receiver.
+GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool(
+    "GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS", DEBUG
+)
 GATEKEEPER = {
     # Days a milestone may stay overdue before the business owner and PMO are told.
     "MILESTONE_ESCALATION_DAYS": env_int("GATEKEEPER_MILESTONE_ESCALATION_DAYS", 3, minimum=1),

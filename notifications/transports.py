@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import ipaddress
 import json
 import smtplib
+import socket
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -130,6 +133,33 @@ def webhook_body(delivery: Delivery) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def refuse_non_public_destination(url: str) -> None:
+    """Refuse to post to loopback, private, link-local or otherwise non-public addresses.
+
+    An endpoint registered (or later re-pointed in DNS) at an internal address would turn the
+    signed POST into a request from inside the network (SSRF), e.g. to a cloud metadata
+    service. Checked at each send, so a DNS change after registration is caught too; a
+    rebinding between this lookup and the connection remains possible, which is why outbound
+    egress should also be firewalled in production.
+    """
+    if getattr(settings, "GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS", False):
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TransportError(f"cannot resolve {host!r}: {exc}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global:
+            raise TransportError(
+                f"{host!r} resolves to non-public address {address}; refused "
+                "(set GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1 for an internal receiver)",
+                permanent=True,
+            )
+
+
 class WebhookTransport(Transport):
     kind = Channel.WEBHOOK
 
@@ -141,6 +171,7 @@ class WebhookTransport(Transport):
             raise TransportError(
                 f"endpoint disabled: {endpoint.disabled_reason or 'inactive'}", permanent=True
             )
+        refuse_non_public_destination(endpoint.url)
         body = webhook_body(delivery)
         now = timezone.now()
         headers = {
