@@ -66,6 +66,14 @@ rules.add_perm(
 )
 # Hold, resume, cancel and retire are business decisions: not for service accounts.
 rules.add_perm("programs.change_stage", is_admin | is_pmo | owns_initiative | sponsors_or_leads)
+# Metric definitions are edited on the initiative's page by whoever may change the initiative
+# (metric_update additionally keeps post-G1 baselines and targets for PMO).
+for _action in ("view", "add", "change"):
+    rules.add_perm(
+        f"programs.{_action}_successmetric",
+        is_admin | is_pmo | involved | (no_object & is_staff_member),
+    )
+
 # Who is accountable (business owner, unit) and how risky it is (which approvers a gate needs).
 rules.add_perm("programs.reassign_initiative", is_admin | is_pmo)
 rules.add_perm("programs.add_milestone", is_admin | is_pmo | is_business_owner_group)

@@ -488,6 +488,71 @@ def metric_add(
         ) from exc
 
 
+def metric_update(
+    *, metric: SuccessMetric, actor: User | None, changes: dict[str, Any]
+) -> SuccessMetric:
+    """Edit a metric's definition. Once G1 has passed, the baseline and target are what the
+    gate judged the pilot against: only PMO may move them, and the change is announced."""
+    allowed = {"name", "unit", "baseline", "target", "direction"}
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ValidationFailed(
+            "These fields cannot be changed here.",
+            errors={name: ["read-only"] for name in unknown},
+        )
+    if "name" in changes and not str(changes["name"] or "").strip():
+        raise ValidationFailed("A metric needs a name.", errors={"name": ["required"]})
+    if "direction" in changes and changes["direction"] not in Direction.values:
+        raise ValidationFailed(
+            "Unknown direction.", errors={"direction": [f"one of {', '.join(Direction.values)}"]}
+        )
+    values = {
+        name: _decimal(value, name) if name in ("baseline", "target") else value
+        for name, value in changes.items()
+    }
+    try:
+        with transaction.atomic():
+            locked = (
+                SuccessMetric.objects.select_for_update(of=("self",))
+                .select_related("initiative__business_unit")
+                .get(pk=metric.pk)
+            )
+            initiative = locked.initiative
+            _require_perm(actor, "programs.change_initiative", initiative)
+            moved = {
+                name
+                for name in ("baseline", "target")
+                if name in values and values[name] != getattr(locked, name)
+            }
+            if moved and initiative.stage != Stage.PROPOSED:
+                _require_perm(actor, "programs.reassign_initiative", initiative)
+            before = {name: str(getattr(locked, name)) for name in moved}
+            for name, value in values.items():
+                setattr(locked, name, value)
+            locked.save(update_fields=list(values))
+            if moved:
+                emit(
+                    "metric.redefined",
+                    {
+                        "title": f"{initiative.key}: success metric '{locked.name}' redefined",
+                        "initiative": initiative_summary(initiative),
+                        "metric": {"id": locked.pk, "name": locked.name},
+                        "changes": {
+                            n: {"from": before[n], "to": str(getattr(locked, n))} for n in moved
+                        },
+                        "recipients": _people(initiative),
+                    },
+                    key=f"metric.redefined:{locked.pk}:{uuid.uuid4().hex}",
+                )
+    except IntegrityError as exc:
+        raise ValidationFailed(
+            "Another metric of this initiative has that name.",
+            errors={"name": ["already exists for this initiative"]},
+        ) from exc
+    metric.refresh_from_db()
+    return locked
+
+
 def metric_record_value(
     *,
     metric: SuccessMetric,
@@ -650,6 +715,7 @@ __all__ = [
     "initiative_update",
     "metric_add",
     "metric_record_value",
+    "metric_update",
     "milestone_add",
     "milestone_complete",
     "milestone_update",

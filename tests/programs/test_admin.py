@@ -81,3 +81,85 @@ def test_owner_waives_a_milestone_with_a_reason_from_the_list(owner_client):
     milestone.refresh_from_db()
     assert milestone.status == MilestoneStatus.WAIVED
     assert milestone.waive_reason == "Covered by the vendor's own test"
+
+
+def test_metric_edits_in_the_initiative_page_go_through_services(owner_client):
+    from programs.models import SuccessMetric
+    from programs.stages import Stage
+    from tests.factories import SuccessMetricFactory
+
+    client, initiative = owner_client
+    metric = SuccessMetricFactory(initiative=initiative, baseline=40, target=60)
+    Initiative.objects.filter(pk=initiative.pk).update(stage=Stage.PILOT)
+    url = f"/admin/programs/initiative/{initiative.pk}/change/"
+    post = {
+        "name": initiative.name,
+        "summary": "",
+        "sponsor": initiative.sponsor_id,
+        "delivery_lead": "",
+        "target_workflow": initiative.target_workflow,
+        "health": "green",
+        "metrics-TOTAL_FORMS": "1",
+        "metrics-INITIAL_FORMS": "1",
+        "metrics-0-id": metric.pk,
+        "metrics-0-initiative": initiative.pk,
+        "metrics-0-name": metric.name,
+        "metrics-0-unit": "%",
+        "metrics-0-direction": "higher",
+        "metrics-0-baseline": "40",
+        "metrics-0-target": "50",  # lowering the bar after G1: PMO only
+        **{f"{p}-TOTAL_FORMS": "0" for p in ("milestones", "transitions")},
+        **{f"{p}-INITIAL_FORMS": "0" for p in ("milestones", "transitions")},
+    }
+    client.post(url, post)
+    assert SuccessMetric.objects.get(pk=metric.pk).target == 60
+    assert not Event.objects.filter(type="metric.redefined").exists()
+
+    client.force_login(UserFactory(is_staff=True, groups=[PMO]))
+    response = client.post(
+        url,
+        {
+            **post,
+            "business_unit": initiative.business_unit_id,
+            "risk_tier": "medium",
+            "business_owner": initiative.business_owner_id,
+        },
+    )
+    assert response.status_code == 302
+    assert SuccessMetric.objects.get(pk=metric.pk).target == 50
+    assert Event.objects.filter(type="metric.redefined").count() == 1
+
+
+def test_recording_a_pilot_result_from_the_admin(owner_client):
+    from django.utils import timezone
+
+    from programs.models import SuccessMetric
+    from tests.factories import SuccessMetricFactory
+
+    client, initiative = owner_client
+    metric = SuccessMetricFactory(initiative=initiative)
+    now = timezone.localtime()
+    response = client.post(
+        "/admin/programs/metricreading/add/",
+        {
+            "metric": metric.pk,
+            "value": "57.5",
+            "measured_at_0": now.strftime("%Y-%m-%d"),
+            "measured_at_1": now.strftime("%H:%M:%S"),
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert str(SuccessMetric.objects.get(pk=metric.pk).current_value) == "57.5000"
+
+    other = SuccessMetricFactory()  # someone else's initiative
+    response = client.post(
+        "/admin/programs/metricreading/add/",
+        {
+            "metric": other.pk,
+            "value": "1",
+            "measured_at_0": now.strftime("%Y-%m-%d"),
+            "measured_at_1": now.strftime("%H:%M:%S"),
+        },
+    )
+    assert response.status_code == 200  # the form refuses: not a choice for this user
+    assert SuccessMetric.objects.get(pk=other.pk).current_value is None
