@@ -11,12 +11,13 @@ from typing import Any
 
 from django import forms, http
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django_fsm.admin import FSMAdminMixin
 
-from gatekeeper.admin_utils import ReadOnlyInline
+from gatekeeper.admin_utils import ReadOnlyInline, ServiceAdminMixin
 from gatekeeper.errors import DomainError
 from programs import selectors, services
 from programs.models import (
@@ -86,7 +87,7 @@ class StageTransitionInline(ReadOnlyInline):
 
 
 @admin.register(Initiative)
-class InitiativeAdmin(FSMAdminMixin, admin.ModelAdmin):
+class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
     fsm_fields = ["stage"]
     fsm_forms = {
         name: RequiredReasonForm if name in ("hold", "cancel", "retire") else ReasonForm
@@ -144,21 +145,27 @@ class InitiativeAdmin(FSMAdminMixin, admin.ModelAdmin):
                 name: inline_form.cleaned_data.get(name)
                 for name in ("name", "unit", "baseline", "target", "direction")
             }
-            try:
-                if inline_form.instance.pk is None:
-                    formset.new_objects.append(
-                        services.metric_add(initiative=form.instance, actor=request.user, **data)
-                    )
-                else:
-                    changed = [n for n in inline_form.changed_data if n in data]
-                    metric = services.metric_update(
-                        metric=inline_form.instance,
+            if inline_form.instance.pk is None:
+                created = self.run_service(
+                    request,
+                    lambda data=data: services.metric_add(
+                        initiative=form.instance, actor=request.user, **data
+                    ),
+                )
+                if created is not None:
+                    formset.new_objects.append(created)
+            else:
+                changed = [n for n in inline_form.changed_data if n in data]
+                metric = self.run_service(
+                    request,
+                    lambda form=inline_form, changed=changed, data=data: services.metric_update(
+                        metric=form.instance,
                         actor=request.user,
                         changes={n: data[n] for n in changed},
-                    )
+                    ),
+                )
+                if metric is not None:
                     formset.changed_objects.append((metric, changed))
-            except DomainError as exc:
-                self.message_user(request, f"{data['name']}: {exc.detail}", messages.ERROR)
 
     def get_readonly_fields(self, request: http.HttpRequest, obj: Any = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))
@@ -173,24 +180,30 @@ class InitiativeAdmin(FSMAdminMixin, admin.ModelAdmin):
                 for name in form.changed_data
                 if name in services.EDITABLE_FIELDS
             }
-            try:
-                services.initiative_update(initiative=obj, actor=request.user, changes=changes)
-            except DomainError as exc:
-                self.message_user(request, exc.detail, messages.ERROR)
+            self.run_service(
+                request,
+                lambda: services.initiative_update(
+                    initiative=obj, actor=request.user, changes=changes
+                ),
+            )
             return
-        created = services.initiative_create(
-            actor=request.user,
-            name=obj.name,
-            business_unit=obj.business_unit,
-            summary=obj.summary,
-            business_owner=obj.business_owner,
-            sponsor=obj.sponsor,
-            delivery_lead=obj.delivery_lead,
-            risk_tier=obj.risk_tier,
-            target_workflow=obj.target_workflow,
+        created = self.run_service(
+            request,
+            lambda: services.initiative_create(
+                actor=request.user,
+                name=obj.name,
+                business_unit=obj.business_unit,
+                summary=obj.summary,
+                business_owner=obj.business_owner,
+                sponsor=obj.sponsor,
+                delivery_lead=obj.delivery_lead,
+                risk_tier=obj.risk_tier,
+                target_workflow=obj.target_workflow,
+            ),
         )
-        obj.pk = created.pk
-        obj.refresh_from_db()
+        if created is not None:
+            obj.pk = created.pk
+            obj.refresh_from_db()
 
     def get_fsm_label(self, transition: Any) -> str:
         return _LABELS.get(transition.name, transition.name)
@@ -201,6 +214,16 @@ class InitiativeAdmin(FSMAdminMixin, admin.ModelAdmin):
 
     def is_fsm_transition_visible(self, transition: Any) -> bool:
         return transition.name in _SERVICE_FOR
+
+    def fsm_transition_view(
+        self, request: Any, object_id: str, transition_name: str, **kwargs: Any
+    ) -> http.HttpResponse:
+        if transition_name not in _SERVICE_FOR:
+            raise http.Http404(f"No transition {transition_name!r}")
+        obj = self.get_object(request, object_id)  # scoped: someone else's is a 404
+        if obj is not None and not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        return super().fsm_transition_view(request, object_id, transition_name, **kwargs)
 
     def _apply_fsm_transition(  # type: ignore[override]
         self,
@@ -234,7 +257,7 @@ class BusinessUnitAdmin(admin.ModelAdmin):
 
 
 @admin.register(Milestone)
-class MilestoneAdmin(admin.ModelAdmin):
+class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ("title", "initiative", "stage", "owner", "due_at", "status")
     list_filter = ("status", "stage", "is_gate_condition")
     search_fields = ("title", "initiative__key", "external_key")
@@ -261,25 +284,32 @@ class MilestoneAdmin(admin.ModelAdmin):
         self, request: http.HttpRequest, obj: Milestone, form: Any, change: bool
     ) -> None:
         if change:
-            services.milestone_update(
-                milestone=obj,
+            self.run_service(
+                request,
+                lambda: services.milestone_update(
+                    milestone=obj,
+                    actor=request.user,
+                    title=obj.title,
+                    owner=obj.owner,
+                    due_at=obj.due_at,
+                ),
+            )
+            return
+        created = self.run_service(
+            request,
+            lambda: services.milestone_add(
+                initiative=obj.initiative,
                 actor=request.user,
                 title=obj.title,
                 owner=obj.owner,
                 due_at=obj.due_at,
-            )
-            return
-        created = services.milestone_add(
-            initiative=obj.initiative,
-            actor=request.user,
-            title=obj.title,
-            owner=obj.owner,
-            due_at=obj.due_at,
-            stage=obj.stage or None,
-            external_system=obj.external_system,
-            external_key=obj.external_key,
+                stage=obj.stage or None,
+                external_system=obj.external_system,
+                external_key=obj.external_key,
+            ),
         )
-        obj.pk = created.pk
+        if created is not None:
+            obj.pk = created.pk
 
     def get_queryset(self, request: http.HttpRequest) -> QuerySet[Milestone]:
         return selectors.milestones_visible_to(request.user)
@@ -350,7 +380,7 @@ class StageTransitionAdmin(admin.ModelAdmin):
 
 
 @admin.register(MetricReading)
-class MetricReadingAdmin(admin.ModelAdmin):
+class MetricReadingAdmin(ServiceAdminMixin, admin.ModelAdmin):
     """Where pilot results are recorded: each reading goes through metric_record_value."""
 
     list_display = ("metric", "initiative", "value", "measured_at", "recorded_by")
@@ -408,13 +438,17 @@ class MetricReadingAdmin(admin.ModelAdmin):
         return ReadingForm
 
     def save_model(self, request: http.HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        reading = services.metric_record_value(
-            metric=obj.metric,
-            actor=request.user,
-            value=obj.value,
-            measured_at=obj.measured_at,
+        reading = self.run_service(
+            request,
+            lambda: services.metric_record_value(
+                metric=obj.metric,
+                actor=request.user,
+                value=obj.value,
+                measured_at=obj.measured_at,
+            ),
         )
-        obj.pk = reading.pk
+        if reading is not None:
+            obj.pk = reading.pk
 
 
 admin.site.register(ExternalReference)

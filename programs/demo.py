@@ -276,6 +276,9 @@ class PortfolioLoader:
             held_from=reached if stage == Stage.ON_HOLD else "",
             stage_entered_at=entered,
             stall_at=stall_deadline(stage, entered),
+            held_stage_entered_at=entered - dt.timedelta(days=30)
+            if stage == Stage.ON_HOLD
+            else None,
         )
 
     def _metrics(self, initiative: Initiative, stage: str, now: dt.datetime) -> None:

@@ -87,8 +87,11 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         blank=True, help_text="Which business process changes when this runs in operations."
     )
     stage = FSMField(default=Stage.PROPOSED, choices=Stage.choices, protected=True, db_index=True)
-    # Where `resume` returns to; set only while on hold.
+    # Where `resume` returns to, and the clock of the stay it interrupted; set only while on
+    # hold, so that resuming neither restarts the time in stage nor the stall deadline.
     held_from = models.CharField(max_length=20, choices=Stage.choices, blank=True)
+    held_stage_entered_at = models.DateTimeField(null=True, blank=True)
+    held_stall_at = models.DateTimeField(null=True, blank=True)
     stage_entered_at = models.DateTimeField()
     # When the stall sweep should call this initiative stalled: stage entry plus the time the
     # gate that opened the stage allows. Stored so the sweep reads only what is due.
@@ -182,6 +185,8 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
     @transition(field=stage, source=list(ACTIVE_STAGES), target=Stage.ON_HOLD)
     def hold(self) -> None:
         self.held_from = self.stage
+        self.held_stage_entered_at = self.stage_entered_at
+        self.held_stall_at = self.stall_at
 
     @transition(
         field=stage,
@@ -197,6 +202,8 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
     @transition(field=stage, source=list(CANCELLABLE_STAGES), target=Stage.CANCELLED)
     def cancel(self) -> None:
         self.held_from = ""
+        self.held_stage_entered_at = None
+        self.held_stall_at = None
 
     # Names of the forward (gated) transition out of each stage.
     FORWARD: ClassVar[dict[str, str]] = {

@@ -61,3 +61,21 @@ def register_stage_budget(budget: StageBudget | None) -> None:
 
 def stage_budget(stage: str) -> dt.timedelta | None:
     return _stage_budget(stage)
+
+
+# --- reacting to lifecycle moves -----------------------------------------------------------------
+# Apps above programs that must react to a stage change in the same transaction (gates withdraws
+# reviews that can no longer be decided when an initiative is held or cancelled) register a
+# listener; programs calls each with the locked initiative after the move is saved.
+StageListener = Callable[["Initiative", str, str], None]
+_stage_listeners: list[StageListener] = []
+
+
+def register_stage_listener(listener: StageListener) -> None:
+    if listener not in _stage_listeners:
+        _stage_listeners.append(listener)
+
+
+def notify_stage_change(initiative: Initiative, from_stage: str, to_stage: str) -> None:
+    for listener in list(_stage_listeners):
+        listener(initiative, from_stage, to_stage)

@@ -53,9 +53,11 @@ rules.add_perm(
 rules.add_perm(
     "programs.view_initiative", is_admin | is_pmo | involved | (no_object & is_staff_member)
 )
+# Service accounts create initiatives and close milestones from tickets; they never edit an
+# initiative (they could otherwise name themselves sponsor and gain its decisions).
 rules.add_perm(
     "programs.change_initiative",
-    is_admin | is_pmo | involved | is_integration | (no_object & is_staff_member),
+    is_admin | is_pmo | involved | (no_object & is_staff_member),
 )
 rules.add_perm(
     "programs.view_milestone",
@@ -79,5 +81,12 @@ rules.add_perm("programs.reassign_initiative", is_admin | is_pmo)
 rules.add_perm("programs.add_milestone", is_admin | is_pmo | is_business_owner_group)
 rules.add_perm(
     "programs.change_milestone",
+    is_admin | is_pmo | involved | owns_milestone | (no_object & is_staff_member),
+)
+# Marking done is what a ticket closing does, so service accounts may do that much.
+rules.add_perm(
+    "programs.complete_milestone",
     is_admin | is_pmo | involved | owns_milestone | is_integration,
 )
+# A Conditional Go's conditions bind the people they name: only PMO may waive or move one.
+rules.add_perm("programs.override_gate_condition", is_admin | is_pmo)

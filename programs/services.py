@@ -32,7 +32,7 @@ from programs.models import (
     StageTransition,
     SuccessMetric,
 )
-from programs.ports import gate_verdict, stage_budget
+from programs.ports import gate_verdict, notify_stage_change, stage_budget
 from programs.stages import ACTIVE_STAGES, NEXT_STAGE, TERMINAL_STAGES, Stage
 
 User = Any  # a django.contrib.auth user; None means the system (a sweep or a decided review)
@@ -127,11 +127,15 @@ def _run_transition(
     reason: str,
     expected_stage: str | None,
     gate_review_id: int | None = None,
+    perm: str | None = None,
 ) -> StageTransition:
     now = timezone.now()
     try:
         with transaction.atomic():
             locked = _lock(initiative, expected_stage)
+            if perm is not None:
+                # Checked on the locked row: a role just taken away can't still act.
+                _require_perm(actor, perm, locked)
             unmet = transition_unmet(locked, name)
             if unmet:
                 raise TransitionRefused(
@@ -142,9 +146,13 @@ def _run_transition(
             target = NEXT_STAGE.get(from_stage)
             if name == Initiative.FORWARD.get(from_stage) and target is not None:
                 gate_review_id = gate_verdict(locked, target).review_id or gate_review_id
+            hold_started = locked.stage_entered_at
             getattr(locked, name)()
-            locked.stage_entered_at = now
-            locked.stall_at = stall_deadline(locked.stage, now)
+            if name == "resume":
+                _restore_clock(locked, paused=now - hold_started, now=now)
+            else:
+                locked.stage_entered_at = now
+                locked.stall_at = stall_deadline(locked.stage, now)
             locked.save()
             record = StageTransition.objects.create(
                 initiative=locked,
@@ -169,12 +177,25 @@ def _run_transition(
                 },
                 key=f"initiative.stage_changed:{record.pk}",
             )
+            notify_stage_change(locked, from_stage, locked.stage)
     except TransitionNotAllowed as exc:  # a condition changed between our check and the call
         raise TransitionRefused(str(exc), unmet=[str(exc)]) from exc
     except ConcurrentTransition as exc:
         raise Conflict(f"{initiative.key} was moved by someone else; reload and try again") from exc
     initiative.refresh_from_db()
     return record
+
+
+def _restore_clock(initiative: Initiative, *, paused: dt.timedelta, now: dt.datetime) -> None:
+    """Back from hold: the stay goes on from when it began, and the stall deadline moves out by
+    the time spent on hold (a hold pauses the clock; it must not reset it)."""
+    initiative.stage_entered_at = initiative.held_stage_entered_at or now
+    if initiative.held_stall_at is not None:
+        initiative.stall_at = initiative.held_stall_at + paused
+    else:
+        initiative.stall_at = stall_deadline(initiative.stage, initiative.stage_entered_at)
+    initiative.held_stage_entered_at = None
+    initiative.held_stall_at = None
 
 
 # --- initiatives --------------------------------------------------------------------------
@@ -240,7 +261,8 @@ def initiative_assign_owner(
 ) -> Initiative:
     with transaction.atomic():
         locked = _lock(initiative, None)
-        _require_perm(actor, "programs.change_initiative", locked)
+        # The business owner approves G1 and G2: choosing them is PMO's call.
+        _require_perm(actor, "programs.reassign_initiative", locked)
         if locked.stage in TERMINAL_STAGES:
             raise TransitionRefused(
                 f"{locked.key} is {locked.stage}", unmet=["the initiative is closed"]
@@ -277,7 +299,11 @@ EDITABLE_FIELDS = frozenset(
         "risk_tier",
     }
 )
-PMO_ONLY_FIELDS = frozenset({"business_owner", "business_unit", "risk_tier"})
+# Sponsor and delivery lead may hold, cancel and prepare gate reviews, so naming them is PMO's
+# call too, like the business owner.
+PMO_ONLY_FIELDS = frozenset(
+    {"business_owner", "business_unit", "risk_tier", "sponsor", "delivery_lead"}
+)
 
 
 def initiative_update(
@@ -352,6 +378,9 @@ def initiative_advance(
             unmet=[f"no gate leads out of '{stage}'"],
         )
     return _run_transition(
+        # A decided review moves the initiative as the system (actor None); a person who
+        # presses the button after approval needs the same right as for any stage change.
+        perm="programs.change_stage",
         initiative=initiative,
         name=name,
         actor=actor,
@@ -375,8 +404,8 @@ def initiative_hold(
     gate_review_id: int | None = None,
 ) -> StageTransition:
     _require_reason(reason, "put an initiative on hold")
-    _require_perm(actor, "programs.change_stage", initiative)
     return _run_transition(
+        perm="programs.change_stage",
         initiative=initiative,
         name="hold",
         actor=actor,
@@ -393,8 +422,8 @@ def initiative_resume(
     reason: str = "",
     expected_stage: str | None = None,
 ) -> StageTransition:
-    _require_perm(actor, "programs.change_stage", initiative)
     return _run_transition(
+        perm="programs.change_stage",
         initiative=initiative,
         name="resume",
         actor=actor,
@@ -412,8 +441,8 @@ def initiative_cancel(
     gate_review_id: int | None = None,
 ) -> StageTransition:
     _require_reason(reason, "cancel an initiative")
-    _require_perm(actor, "programs.change_stage", initiative)
     return _run_transition(
+        perm="programs.change_stage",
         initiative=initiative,
         name="cancel",
         actor=actor,
@@ -427,8 +456,8 @@ def initiative_retire(
     *, initiative: Initiative, actor: User | None, reason: str, expected_stage: str | None = None
 ) -> StageTransition:
     _require_reason(reason, "retire an initiative")
-    _require_perm(actor, "programs.change_stage", initiative)
     return _run_transition(
+        perm="programs.change_stage",
         initiative=initiative,
         name="retire",
         actor=actor,
@@ -464,7 +493,6 @@ def metric_add(
     target: Any = None,
     direction: str = Direction.HIGHER,
 ) -> SuccessMetric:
-    _require_perm(actor, "programs.change_initiative", initiative)
     if not name.strip():
         raise ValidationFailed("A metric needs a name.", errors={"name": ["required"]})
     if direction not in Direction.values:
@@ -473,8 +501,14 @@ def metric_add(
         )
     try:
         with transaction.atomic():
+            locked = _lock(initiative, None)
+            _require_perm(actor, "programs.change_initiative", locked)
+            if locked.stage in TERMINAL_STAGES:
+                raise TransitionRefused(
+                    f"{locked.key} is {locked.stage}", unmet=["the initiative is closed"]
+                )
             return SuccessMetric.objects.create(
-                initiative=initiative,
+                initiative=locked,
                 name=name.strip(),
                 unit=unit,
                 baseline=_decimal(baseline, "baseline"),
@@ -519,9 +553,10 @@ def metric_update(
             )
             initiative = locked.initiative
             _require_perm(actor, "programs.change_initiative", initiative)
+            # Direction too: flipping it turns a miss into a hit just as surely.
             moved = {
                 name
-                for name in ("baseline", "target")
+                for name in ("baseline", "target", "direction")
                 if name in values and values[name] != getattr(locked, name)
             }
             if moved and initiative.stage != Stage.PROPOSED:
@@ -560,7 +595,6 @@ def metric_record_value(
     value: Any,
     measured_at: dt.datetime | None = None,
 ) -> MetricReading:
-    _require_perm(actor, "programs.change_initiative", metric.initiative)
     number = _decimal(value, "value")
     if number is None:
         raise ValidationFailed("A value is required.", errors={"value": ["required"]})
@@ -570,7 +604,12 @@ def metric_record_value(
             "A measurement cannot be in the future.", errors={"measured_at": ["in the future"]}
         )
     with transaction.atomic():
-        locked = SuccessMetric.objects.select_for_update().get(pk=metric.pk)
+        locked = (
+            SuccessMetric.objects.select_for_update(of=("self",))
+            .select_related("initiative")
+            .get(pk=metric.pk)
+        )
+        _require_perm(actor, "programs.change_initiative", locked.initiative)
         reading = MetricReading.objects.create(
             metric=locked, value=number, measured_at=measured_at, recorded_by=actor
         )
@@ -598,7 +637,6 @@ def milestone_add(
     external_system: str = "",
     external_key: str = "",
 ) -> Milestone:
-    _require_perm(actor, "programs.change_initiative", initiative)
     errors: dict[str, list[str]] = {}
     if not title.strip():
         errors["title"] = ["required"]
@@ -613,6 +651,7 @@ def milestone_add(
     try:
         with transaction.atomic():
             locked = Initiative.objects.select_for_update().get(pk=initiative.pk)
+            _require_perm(actor, "programs.change_initiative", locked)
             if locked.stage in TERMINAL_STAGES:
                 raise TransitionRefused(
                     f"{locked.key} is {locked.stage}", unmet=["the initiative is closed"]
@@ -639,13 +678,19 @@ def milestone_update(
     *, milestone: Milestone, actor: User | None, title: str, owner: User, due_at: dt.datetime
 ) -> Milestone:
     """Edit an open milestone; moving its due date restarts its overdue alerts from level 0."""
-    _require_perm(actor, "programs.change_milestone", milestone)
     if not title.strip():
         raise ValidationFailed("A milestone needs a title.", errors={"title": ["required"]})
     if timezone.is_naive(due_at):
         raise ValidationFailed("Invalid due date.", errors={"due_at": ["must include a time zone"]})
     with transaction.atomic():
-        locked = Milestone.objects.select_for_update().get(pk=milestone.pk)
+        locked = (
+            Milestone.objects.select_for_update(of=("self",))
+            .select_related("initiative")
+            .get(pk=milestone.pk)
+        )
+        _require_perm(actor, "programs.change_milestone", locked)
+        if locked.is_gate_condition:
+            _require_perm(actor, "programs.override_gate_condition", locked)
         if locked.status != MilestoneStatus.OPEN:
             raise Conflict(f"Milestone '{locked.title}' is {locked.status}; it can't be edited")
         if locked.due_at != due_at:
@@ -662,13 +707,18 @@ def milestone_update(
 def _close_milestone(
     *, milestone: Milestone, actor: User | None, status: str, reason: str = ""
 ) -> Milestone:
-    _require_perm(actor, "programs.change_milestone", milestone)
     with transaction.atomic():
         locked = (
             Milestone.objects.select_for_update(of=("self",))
             .select_related("initiative", "initiative__business_unit")
             .get(pk=milestone.pk)
         )
+        if status == MilestoneStatus.DONE:
+            _require_perm(actor, "programs.complete_milestone", locked)
+        else:
+            _require_perm(actor, "programs.change_milestone", locked)
+            if locked.is_gate_condition:
+                _require_perm(actor, "programs.override_gate_condition", locked)
         if locked.status == status:
             return locked  # repeated request (a ticket webhook retried): already done
         if locked.status != MilestoneStatus.OPEN:

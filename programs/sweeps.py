@@ -21,6 +21,9 @@ from notifications.outbox import emit
 from programs.models import Initiative, Milestone, MilestoneAlert, MilestoneStatus, StallAlert
 from programs.roles import PMO
 from programs.services import initiative_summary
+from programs.stages import Stage
+
+QUIET_STAGES = (Stage.ON_HOLD, Stage.CANCELLED, Stage.RETIRED)
 
 
 def _conf(name: str) -> int:
@@ -51,6 +54,9 @@ def sweep_overdue_milestones(*, now: dt.datetime | None = None, batch: int | Non
     batch = batch or _conf("SWEEP_BATCH_SIZE")
     due_ids = list(
         Milestone.objects.filter(status=MilestoneStatus.OPEN, next_alert_at__lte=now)
+        # Nobody can act on a held, cancelled or retired initiative's milestones; a held one's
+        # alerts resume with it.
+        .exclude(initiative__stage__in=QUIET_STAGES)
         .order_by("next_alert_at")
         .values_list("id", flat=True)[:batch]
     )
@@ -61,6 +67,7 @@ def sweep_overdue_milestones(*, now: dt.datetime | None = None, batch: int | Non
                 Milestone.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("initiative__business_unit", "initiative__business_owner", "owner")
                 .filter(pk=milestone_id, status=MilestoneStatus.OPEN, next_alert_at__lte=now)
+                .exclude(initiative__stage__in=QUIET_STAGES)
                 .first()
             )
             if milestone is None:

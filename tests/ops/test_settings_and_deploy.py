@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
 
 import pytest
 import yaml
 
-from tests.ops.helpers import ROOT, clean_env, manage
+from tests.ops.helpers import PYTHON, ROOT, clean_env, manage
 
 
 @pytest.mark.parametrize(
@@ -73,3 +74,27 @@ def test_docker_compose_runs_the_production_shape():
         "celery -A gatekeeper beat",
     ):
         assert program in procfile
+
+
+def test_compose_healthcheck_passes_under_production_settings(tmp_path):
+    """Run the compose web healthcheck's request against the app with production settings."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    probe = compose["services"]["web"]["healthcheck"]["test"][-1]
+    assert "/healthz" in probe and "Host" in probe
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "host = __import__('os').environ['ALLOWED_HOSTS'].split(',')[0]\n"
+        "response = Client(HTTP_HOST=host).get('/healthz')\n"
+        "print(response.status_code)\n"
+    )
+    env = clean_env(
+        DJANGO_DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="localhost",
+        GATEKEEPER_VAR_DIR=str(tmp_path),
+    )
+    result = subprocess.run(
+        [PYTHON, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "200", result.stderr

@@ -163,3 +163,41 @@ def test_recording_a_pilot_result_from_the_admin(owner_client):
     )
     assert response.status_code == 200  # the form refuses: not a choice for this user
     assert SuccessMetric.objects.get(pk=other.pk).current_value is None
+
+
+def test_a_refused_admin_save_shows_the_reason_instead_of_failing(owner_client):
+    from django.utils import timezone
+
+    from programs import services
+    from tests.factories import MilestoneFactory
+
+    client, initiative = owner_client
+    milestone = MilestoneFactory(initiative=initiative, owner=initiative.business_owner)
+    services.milestone_complete(milestone=milestone, actor=None)
+    due = timezone.localtime(milestone.due_at)
+    url = f"/admin/programs/milestone/{milestone.pk}/change/"
+    response = client.post(
+        url,
+        {
+            "title": "Renamed after it was done",
+            "owner": milestone.owner_id,
+            "due_at_0": due.strftime("%Y-%m-%d"),
+            "due_at_1": due.strftime("%H:%M:%S"),
+        },
+    )
+    assert response.status_code == 302 and response["Location"] == url
+    shown = [str(m) for m in client.get(url).context["messages"]]
+    assert any("can't be edited" in m for m in shown), shown
+    milestone.refresh_from_db()
+    assert milestone.title != "Renamed after it was done"
+
+
+def test_transition_urls_are_checked(owner_client):
+    client, initiative = owner_client
+    base = f"/admin/programs/initiative/{initiative.pk}/transition"
+    assert client.get(f"{base}/not_a_transition/").status_code == 404
+    assert client.get(f"{base}/save/").status_code == 404  # a model method, not a transition
+    other = InitiativeFactory()
+    response = client.get(f"/admin/programs/initiative/{other.pk}/transition/hold/")
+    assert response.status_code in (302, 404)  # someone else's: not found for this user
+    assert Initiative.objects.get(pk=other.pk).stage == "proposed"
