@@ -117,7 +117,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_filter = ["is_active"]
     search_fields = ["name", "url"]
     raw_id_fields = ["owner"]
-    readonly_fields = ["disabled_reason", "disabled_at", "created_at", "updated_at"]
+    # is_active and its reason/time change only through endpoint_enable/endpoint_disable (the
+    # actions below), so disabling always tells the owner and re-enabling clears the reason.
+    readonly_fields = ["is_active", "disabled_reason", "disabled_at", "created_at", "updated_at"]
     actions = ["enable", "disable"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -126,12 +128,12 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, "secret"] if obj is not None else fields
 
-    @admin.action(description="Re-enable selected endpoints")
+    @admin.action(description="Re-enable selected endpoints", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         count = sum(services.endpoint_enable(endpoint_id=e.pk) for e in queryset)
         self.message_user(request, f"{count} endpoints re-enabled.")
 
-    @admin.action(description="Disable selected endpoints")
+    @admin.action(description="Disable selected endpoints", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         count = sum(
             services.endpoint_disable(endpoint_id=e.pk, reason=f"was disabled by {request.user}")

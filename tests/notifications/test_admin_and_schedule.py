@@ -150,3 +150,61 @@ def test_webhook_endpoints_accept_only_http_urls():
     with pytest.raises(ValidationError, match="valid URL"):
         endpoint.full_clean()
     assert endpoint.secret.startswith("whsec_")
+
+
+def _endpoint_form_data(endpoint, **overrides):
+    data = {
+        "name": endpoint.name,
+        "url": endpoint.url,
+        "event_types": '["review.submitted"]',
+        "owner": endpoint.owner_id or "",
+        "is_active": "on",
+        "disabled_reason": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_webhook_endpoint_change_form_cannot_flip_is_active(client):
+    """Enabling/disabling goes through the services (owner told, reason kept), never the form."""
+    from notifications.models import WebhookEndpoint
+    from notifications.services import endpoint_disable
+
+    owner = UserFactory(email="owner@example.com")
+    endpoint = WebhookEndpoint.objects.create(
+        name="hook", url="https://hooks.example.com/x", owner=owner
+    )
+    endpoint_disable(endpoint_id=endpoint.pk, reason="answered 410 Gone")
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    url = reverse("admin:notifications_webhookendpoint_change", args=[endpoint.pk])
+
+    page = client.get(url).content.decode()
+    assert 'name="is_active"' not in page and 'name="disabled_reason"' not in page
+
+    response = client.post(url, _endpoint_form_data(endpoint, name="renamed"))
+    assert response.status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.name == "renamed"  # the rest of the form still saves
+    assert (endpoint.is_active, endpoint.disabled_reason) == (False, "answered 410 Gone")
+
+    client.post(
+        reverse("admin:notifications_webhookendpoint_changelist"),
+        {"action": "enable", "_selected_action": [endpoint.pk]},
+    )
+    endpoint.refresh_from_db()
+    assert (endpoint.is_active, endpoint.disabled_reason, endpoint.disabled_at) == (True, "", None)
+
+
+def test_view_only_staff_cannot_enable_or_disable_endpoints(client):
+    from notifications.models import WebhookEndpoint
+
+    endpoint = WebhookEndpoint.objects.create(name="hook", url="https://hooks.example.com/x")
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_webhookendpoint"))
+    client.force_login(viewer)
+    client.post(
+        reverse("admin:notifications_webhookendpoint_changelist"),
+        {"action": "disable", "_selected_action": [endpoint.pk]},
+    )
+    endpoint.refresh_from_db()
+    assert endpoint.is_active
