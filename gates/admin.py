@@ -38,7 +38,7 @@ from gates.models import (
     Outcome,
     ReviewEvent,
 )
-from programs.models import Initiative
+from programs.models import Initiative, RiskTier
 
 
 def _report(request: http.HttpRequest, exc: DomainError) -> None:
@@ -74,14 +74,41 @@ class GateAdmin(admin.ModelAdmin):
         return False
 
 
+def clean_risk_tiers(value: Any) -> list[str]:
+    """A JSON field takes anything; only a list of known tiers means "applies to these tiers".
+
+    Without this a number crashed the save (``list(5)``) and a string became its letters.
+    """
+    if value in (None, ""):
+        return []
+    known = ", ".join(f'"{t}"' for t in RiskTier.values)
+    if not isinstance(value, list):
+        raise forms.ValidationError(
+            f"Enter a list of risk tiers, e.g. [{known}]; an empty list means every tier."
+        )
+    unknown = [t for t in value if not isinstance(t, str) or t not in RiskTier.values]
+    if unknown:
+        raise forms.ValidationError(
+            f"Unknown risk tier(s) {', '.join(repr(t) for t in unknown)}; use {known}."
+        )
+    return list(dict.fromkeys(value))
+
+
+class RiskTiersForm(forms.ModelForm):
+    def clean_risk_tiers(self) -> list[str]:
+        return clean_risk_tiers(self.cleaned_data.get("risk_tiers"))
+
+
 class CriterionInline(admin.TabularInline):
     model = Criterion
+    form = RiskTiersForm
     extra = 1
     fields = ("position", "code", "text", "kind", "check_name", "required", "risk_tiers")
 
 
 class ApproverRuleInline(admin.TabularInline):
     model = ApproverRule
+    form = RiskTiersForm
     extra = 1
     fields = ("role", "risk_tiers")
 

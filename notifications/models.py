@@ -8,10 +8,13 @@ with a conditional UPDATE, so any number of workers and sweeps can race over the
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import uuid
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
@@ -41,6 +44,33 @@ def generate_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
+# "review.submitted", "initiative.stage_changed"; "review.*" subscribes to every review event.
+_EVENT_TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?")
+
+
+def event_types_problem(value: Any) -> str | None:
+    """Why ``value`` is not a valid subscription list, or None if it is.
+
+    A JSON field takes anything: a bare string would match by substring (``"review"`` in
+    ``"review.submitted"``) and a number would make every emit raise, so only a list of event type
+    names (each optionally ending in ``.*``) is accepted.
+    """
+    if not isinstance(value, list):
+        return (
+            f'must be a list of event types such as ["review.submitted"], not '
+            f"{type(value).__name__}"
+        )
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            return f"each event type must be a non-empty string, not {item!r}"
+        if not _EVENT_TYPE_PATTERN.fullmatch(item):
+            return (
+                f"{item!r} is not an event type name (lowercase dotted, such as "
+                '"review.submitted", or a prefix wildcard such as "review.*")'
+            )
+    return None
+
+
 class WebhookEndpoint(models.Model):
     """A receiver registered by an integration owner; events are POSTed to it, signed."""
 
@@ -55,7 +85,10 @@ class WebhookEndpoint(models.Model):
     event_types = models.JSONField(
         default=list,
         blank=True,
-        help_text='Event types to send, e.g. ["review.submitted"]; empty means every type.',
+        help_text=(
+            'Event types to send, e.g. ["review.submitted", "milestone.*"] ("x.*" is every '
+            "type starting with x.); empty means every type."
+        ),
     )
     is_active = models.BooleanField(default=True)
     owner = models.ForeignKey(
@@ -77,8 +110,23 @@ class WebhookEndpoint(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.url})"
 
+    def clean(self) -> None:
+        super().clean()
+        problem = event_types_problem(self.event_types)
+        if problem is not None:
+            raise ValidationError({"event_types": problem})
+
     def subscribes_to(self, event_type: str) -> bool:
-        return not self.event_types or event_type in self.event_types
+        """Callers check ``event_types_problem`` first; this assumes a valid list."""
+        if not self.event_types:
+            return True
+        for pattern in self.event_types:
+            if pattern.endswith(".*"):
+                if event_type.startswith(pattern[:-1]):  # "review.*" → prefix "review."
+                    return True
+            elif event_type == pattern:
+                return True
+        return False
 
 
 class Channel(models.TextChoices):

@@ -335,3 +335,42 @@ def test_delegation_and_approver_roles_from_admin_go_through_services(client, pa
     newcomer = UserFactory(groups=["approvers"])
     client.post(reverse("admin:gates_gateapprover_add"), {"user": newcomer.pk, "role": "risk"})
     assert GateApprover.objects.get(role="risk", business_unit=None).user == newcomer
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("criteria-0-risk_tiers", "5"),
+        ("criteria-0-risk_tiers", '"high"'),
+        ("criteria-0-risk_tiers", '["extreme"]'),
+        ("approvers-0-risk_tiers", "5"),
+        ("approvers-0-risk_tiers", '{"high": true}'),
+    ],
+)
+def test_template_admin_refuses_risk_tiers_that_are_not_a_list_of_tiers(
+    client, panel, field, value
+):
+    client.force_login(_staff(panel.pmo))
+    v1 = GateTemplate.objects.get(gate__code="G1", version=1)
+    response = client.post(
+        reverse("admin:gates_gatetemplate_change", args=[v1.pk]),
+        _template_post_data(v1, **{field: value}),
+    )
+    assert response.status_code == 200  # the form again, not a crash or a redirect
+    prefix, index, _ = field.split("-")
+    formset = next(
+        f for f in response.context["inline_admin_formsets"] if f.formset.prefix == prefix
+    )
+    assert "risk_tiers" in formset.formset.forms[int(index)].errors
+    assert not GateTemplate.objects.filter(gate__code="G1", version=2).exists()
+
+
+def test_template_admin_accepts_a_list_of_known_risk_tiers(client, panel):
+    client.force_login(_staff(panel.pmo))
+    v1 = GateTemplate.objects.get(gate__code="G1", version=1)
+    client.post(
+        reverse("admin:gates_gatetemplate_change", args=[v1.pk]),
+        _template_post_data(v1, **{"approvers-0-risk_tiers": '["high", "medium"]'}),
+    )
+    v2 = GateTemplate.objects.get(gate__code="G1", version=2)
+    assert v2.approvers.order_by("id").first().risk_tiers == ["high", "medium"]

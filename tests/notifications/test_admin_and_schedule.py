@@ -208,3 +208,19 @@ def test_view_only_staff_cannot_enable_or_disable_endpoints(client):
     )
     endpoint.refresh_from_db()
     assert endpoint.is_active
+
+
+def test_webhook_endpoint_admin_refuses_event_types_that_are_not_a_list(client):
+    from notifications.models import WebhookEndpoint
+
+    endpoint = WebhookEndpoint.objects.create(
+        name="hook", url="https://hooks.example.com/x", event_types=["review.submitted"]
+    )
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    url = reverse("admin:notifications_webhookendpoint_change", args=[endpoint.pk])
+    for bad in ("5", '"review.submitted"', '["review.submitted", ""]'):
+        response = client.post(url, _endpoint_form_data(endpoint, event_types=bad))
+        assert response.status_code == 200, bad  # the form again, with the error
+        assert "event_types" in response.context["adminform"].form.errors, bad
+    endpoint.refresh_from_db()
+    assert endpoint.event_types == ["review.submitted"]

@@ -192,3 +192,58 @@ def test_enqueue_failure_after_commit_does_not_reach_the_caller(
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         emit("review.submitted", payload_with(recipients=[{"user_id": user.pk}]), key="b1")
     assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.PENDING}
+
+
+# --- webhook subscriptions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "event_types",
+    [5, "review.submitted", {"review.submitted": True}, [""], ["  "], [5], ["Review Submitted"]],
+)
+def test_endpoint_event_types_must_be_a_list_of_type_names(event_types):
+    from django.core.exceptions import ValidationError
+
+    from notifications.models import WebhookEndpoint
+
+    endpoint = WebhookEndpoint(name="x", url="https://hooks.example.com/x", event_types=event_types)
+    with pytest.raises(ValidationError) as excinfo:
+        endpoint.full_clean()
+    assert "event_types" in excinfo.value.message_dict
+
+
+@pytest.mark.parametrize("event_types", [[], ["review.submitted", "milestone.*"]])
+def test_endpoint_event_types_accepts_names_and_prefix_wildcards(event_types):
+    from notifications.models import WebhookEndpoint
+
+    WebhookEndpoint(
+        name="x", url="https://hooks.example.com/x", event_types=event_types
+    ).full_clean()
+
+
+def test_a_prefix_wildcard_subscribes_to_that_family_only():
+    from notifications.models import WebhookEndpoint
+
+    endpoint = WebhookEndpoint(event_types=["review.*"])
+    assert endpoint.subscribes_to("review.submitted")
+    assert endpoint.subscribes_to("review.withdrawn")
+    assert not endpoint.subscribes_to("reviewer.added")
+    assert not endpoint.subscribes_to("approval.decided")
+
+
+def test_a_malformed_endpoint_is_skipped_and_logged_not_raised(endpoint, caplog):
+    """Rows written around clean() (shell, update()) must not break every service's emit."""
+    from notifications.models import WebhookEndpoint
+
+    broken = WebhookEndpoint.objects.create(name="broken", url="http://127.0.0.1:9/b")
+    WebhookEndpoint.objects.filter(pk=broken.pk).update(event_types=5)
+    substring = WebhookEndpoint.objects.create(name="substring", url="http://127.0.0.1:9/s")
+    WebhookEndpoint.objects.filter(pk=substring.pk).update(event_types="milestone.overdue")
+    with caplog.at_level("ERROR", logger="notifications.outbox"), transaction.atomic():
+        event = emit("milestone.overdue", payload_with(), key="m1")
+    assert set(Delivery.objects.filter(event=event).values_list("endpoint", flat=True)) == {
+        endpoint.pk
+    }
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert f"webhook endpoint {broken.pk} " in logged
+    assert f"webhook endpoint {substring.pk} " in logged
