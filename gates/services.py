@@ -1,7 +1,9 @@
 """Every write to gates (CONVENTIONS.md §1-3).
 
-Each use case is one transaction: the review row is locked first (so decisions on one review run
-one at a time and quorum is counted once), the pure transition is called, the append-only review
+Each use case is one transaction: the initiative row and then the review row are locked first
+(``_lock_review``: the same order as programs' lifecycle moves, so neither side can deadlock the
+other; decisions on one review run one at a time and quorum is counted once), the pure transition
+is called, the append-only review
 event and the outbox events are written, and a decided review moves the initiative through the
 programs services before commit. If the initiative cannot move, the decision is refused whole.
 
@@ -133,6 +135,22 @@ def _admin_path(name: str, *args: Any) -> str:
 
 
 def _lock_review(review_id: int) -> GateReview:
+    """Lock the review's initiative, then the review.
+
+    One lock order for every write that touches both rows: programs' lifecycle moves lock the
+    initiative first and then (through the stage listener) withdraw its open reviews, so a gates
+    write that took the review first and the initiative second (a deciding approval moving the
+    initiative) could deadlock against a hold or cancel. Locking the initiative here also keeps
+    its owner and risk tier still while a submit resolves approvers from them. Locking it again
+    later in the same transaction (programs' own services do) is a no-op for PostgreSQL.
+    """
+    # A review never changes initiative, so reading the id unlocked is safe.
+    initiative_id = GateReview.objects.values_list("initiative_id", flat=True).get(pk=review_id)
+    list(
+        Initiative.objects.select_for_update(of=("self",))
+        .filter(pk=initiative_id)
+        .values_list("pk", flat=True)
+    )
     return (
         GateReview.objects.select_for_update(of=("self",))
         .select_related(
@@ -525,6 +543,8 @@ def gate_review_submit(*, review: GateReview, actor: User | None) -> GateReview:
     """
     person = _require_actor(actor, "submitting a review")
     with transaction.atomic():
+        # Locks the initiative too: approvers are resolved from its owner and risk tier, which
+        # a concurrent initiative update must not change between our read and our commit.
         locked = _lock_review(review.pk)
         _require_perm(person, "gates.submit_review", locked)
         if locked.state != ReviewState.DRAFT:
@@ -740,7 +760,9 @@ def approval_decide(
     comment = comment.strip()
     chosen = _validate_decision(decision, comment, outcome, conditions)
     with transaction.atomic():
-        # Review first: concurrent decisions on one review queue here and count quorum once.
+        # Initiative, then review: concurrent decisions on one review queue here and count
+        # quorum once, and a concurrent hold/cancel (which locks the initiative first) cannot
+        # deadlock with the move this decision may make.
         review = _lock_review(approval.review_id)
         locked = Approval.objects.select_for_update().select_related("approver").get(pk=approval.pk)
         if locked.status != ApprovalStatus.PENDING:

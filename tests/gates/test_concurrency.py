@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from django.db import transaction
 
 from gates import services
 from gates.models import GateReview, ReviewEvent, ReviewState
 from notifications.models import Event
 from programs.models import Initiative, StageTransition
+from programs.roles import BUSINESS_OWNERS
 from programs.stages import Stage
 from tests.concurrency import run_at_once
-from tests.gates.helpers import pass_gate, pending, submitted_review
+from tests.factories import UserFactory
+from tests.gates.helpers import attach_all_evidence, pass_gate, pending, submitted_review
 
 # serialized_rollback: the flush after a transactional test would otherwise take the seeded
 # gates (a data migration) away from the tests that run after this one.
@@ -78,3 +84,33 @@ def test_concurrent_approve_and_reject_leave_one_coherent_decision(initiative, p
     # If the rejection won the lock, the approval arrives at a decided review and is refused.
     assert "reject" in outcomes and len(outcomes) == 2
     assert set(outcomes) - {"reject"} <= {"approve", "Conflict"}
+
+
+def test_submit_waits_for_a_concurrent_owner_change_and_asks_the_new_owner(initiative, panel):
+    """The business owner approves G1; an owner change committed while a submit is running must
+    not leave the approval with the owner who was just replaced."""
+    lead = initiative.delivery_lead
+    review = services.gate_review_open(initiative=initiative, actor=lead)
+    attach_all_evidence(review, lead)
+    new_owner = UserFactory(username="new.owner", groups=[BUSINESS_OWNERS])
+    initiative.business_unit.members.add(new_owner)
+    owner_change_holds_lock = threading.Event()
+
+    def change_owner() -> None:
+        # What programs' owner update does: lock the initiative, change it, commit.
+        with transaction.atomic():
+            row = Initiative.objects.select_for_update().get(pk=initiative.pk)
+            owner_change_holds_lock.set()
+            time.sleep(0.5)  # the submit starts meanwhile; it has to wait for this commit
+            row.business_owner = new_owner
+            row.save(update_fields=["business_owner"])
+
+    def submit() -> GateReview:
+        assert owner_change_holds_lock.wait(timeout=10)
+        return services.gate_review_submit(review=review, actor=lead)
+
+    results = run_at_once(change_owner, submit)
+
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    owner_approval = GateReview.objects.get(pk=review.pk).approvals.get(role="business_owner")
+    assert owner_approval.approver_id == new_owner.pk
