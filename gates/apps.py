@@ -8,7 +8,13 @@ class GatesConfig(AppConfig):
 
     def ready(self) -> None:
         from gates.port import GateReviewPort, stage_budget
-        from programs.ports import register_gate_port, register_stage_budget
+        from gates.services import reviews_withdraw_on_stage_change
+        from programs.ports import (
+            register_gate_port,
+            register_stage_budget,
+            register_stage_listener,
+        )
 
         register_gate_port(GateReviewPort())
         register_stage_budget(stage_budget)
+        register_stage_listener(reviews_withdraw_on_stage_change)

@@ -33,6 +33,7 @@ from gates.business_days import add_business_days
 from gates.checks import CHECKS
 from gates.models import (
     ASSIGNABLE_ROLES,
+    OPEN_REVIEW_STATES,
     REJECT_OUTCOMES,
     Approval,
     ApprovalStatus,
@@ -66,6 +67,7 @@ from notifications.outbox import emit
 from programs import services as programs
 from programs.models import BusinessUnit, Initiative, RiskTier
 from programs.roles import APPROVERS, INTEGRATIONS, PMO
+from programs.stages import Stage
 
 User = Any  # a django.contrib.auth user
 
@@ -652,30 +654,68 @@ def gate_review_withdraw(*, review: GateReview, actor: User | None, reason: str)
         _require_perm(person, "gates.withdraw_review", locked)
         if not locked.is_open:
             raise Conflict(f"review #{locked.pk} is already {locked.state}")
-        was_submitted = locked.state == ReviewState.SUBMITTED
-        locked.withdraw(reason=reason.strip())
-        locked.save()
-        pending = list(
-            locked.approvals.filter(status=ApprovalStatus.PENDING).select_related("approver")
-        )
-        Approval.objects.filter(pk__in=[a.pk for a in pending]).update(status=ApprovalStatus.VOID)
-        _log(locked, EventKind.WITHDRAWN, person, data={"reason": reason.strip()})
-        if was_submitted:
-            emit(
-                "review.withdrawn",
-                {
-                    "title": f"{locked.initiative.key}: {locked.gate.code} review withdrawn",
-                    "summary": f"No decision needed any more. Reason: {reason.strip()}",
-                    "admin_url": _admin_path("admin:gates_gatereview_change", locked.pk),
-                    "review": _review_summary(locked),
-                    "initiative": programs.initiative_summary(locked.initiative),
-                    "reason": reason.strip(),
-                    "recipients": [_person(a.approver, a.role) for a in pending],
-                },
-                key=f"review.withdrawn:{locked.pk}",
-            )
+        _withdraw_locked(locked, actor=person, reason=reason.strip())
     review.refresh_from_db()
     return locked
+
+
+def _withdraw_locked(locked: GateReview, *, actor: User | None, reason: str) -> None:
+    """Withdraw an open review already locked by the caller (a person, or the system: None)."""
+    was_submitted = locked.state == ReviewState.SUBMITTED
+    locked.withdraw(reason=reason)
+    locked.save()
+    pending = list(
+        locked.approvals.filter(status=ApprovalStatus.PENDING).select_related("approver")
+    )
+    Approval.objects.filter(pk__in=[a.pk for a in pending]).update(status=ApprovalStatus.VOID)
+    _log(locked, EventKind.WITHDRAWN, actor, data={"reason": reason})
+    if was_submitted:
+        emit(
+            "review.withdrawn",
+            {
+                "title": f"{locked.initiative.key}: {locked.gate.code} review withdrawn",
+                "summary": f"No decision needed any more. Reason: {reason}",
+                "admin_url": _admin_path("admin:gates_gatereview_change", locked.pk),
+                "review": _review_summary(locked),
+                "initiative": programs.initiative_summary(locked.initiative),
+                "reason": reason,
+                "actor_id": getattr(actor, "pk", None),
+                "recipients": [_person(a.approver, a.role) for a in pending],
+            },
+            key=f"review.withdrawn:{locked.pk}",
+        )
+
+
+# Why the system withdraws a review when its initiative moves to these stages.
+_WITHDRAW_ON_STAGE: dict[str, str] = {
+    Stage.ON_HOLD: "initiative put on hold",
+    Stage.CANCELLED: "initiative cancelled",
+}
+
+
+def reviews_withdraw_on_stage_change(
+    initiative: Initiative, from_stage: str, to_stage: str
+) -> None:
+    """programs' stage listener (registered in GatesConfig.ready): a held or cancelled initiative's
+    open reviews can never be decided (a decision needs the gate's from-stage), so withdraw them
+    rather than leave approvers reminded and escalated about them.
+
+    Runs inside the lifecycle move's transaction, with the initiative already locked by programs;
+    ``_lock_review`` locks it again (a no-op) and then each review, the order every gates write
+    uses. A Hold or Kill decision's own review is decided before the move, so it is not open here.
+    """
+    reason = _WITHDRAW_ON_STAGE.get(to_stage)
+    if reason is None:
+        return
+    open_ids = list(
+        GateReview.objects.filter(initiative_id=initiative.pk, state__in=OPEN_REVIEW_STATES)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for review_id in open_ids:
+        locked = _lock_review(review_id)
+        if locked.is_open:
+            _withdraw_locked(locked, actor=None, reason=reason)
 
 
 # --- decisions ---------------------------------------------------------------------------
@@ -977,4 +1017,5 @@ __all__ = [
     "gate_review_submit",
     "gate_review_withdraw",
     "gate_template_revise",
+    "reviews_withdraw_on_stage_change",
 ]

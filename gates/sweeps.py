@@ -22,6 +22,7 @@ from gates.models import AlertKind, Approval, ApprovalAlert, ApprovalStatus, Del
 from notifications.outbox import emit
 from programs.roles import PMO
 from programs.services import initiative_summary
+from programs.stages import ACTIVE_STAGES
 
 
 def _admin_path(name: str, *args: Any) -> str:
@@ -77,8 +78,13 @@ def sweep_approval_deadlines(*, now: dt.datetime | None = None, batch: int | Non
             )
             if approval is None:
                 continue  # decided meanwhile, or another sweep holds it
-            if approval.review.state != ReviewState.SUBMITTED:
-                approval.remind_at = None  # the review closed; nothing left to chase
+            if (
+                approval.review.state != ReviewState.SUBMITTED
+                or approval.review.initiative.stage not in ACTIVE_STAGES
+            ):
+                # The review closed, or its initiative is held/cancelled/past the gates (no
+                # decision can be recorded there): nothing left to chase.
+                approval.remind_at = None
                 approval.save(update_fields=["remind_at"])
                 continue
             kind = AlertKind.REMINDER if now < approval.due_at else AlertKind.ESCALATION

@@ -8,9 +8,11 @@ import time
 import pytest
 from django.db import transaction
 
+from gatekeeper.errors import Conflict
 from gates import services
 from gates.models import GateReview, ReviewEvent, ReviewState
 from notifications.models import Event
+from programs import services as programs
 from programs.models import Initiative, StageTransition
 from programs.roles import BUSINESS_OWNERS
 from programs.stages import Stage
@@ -114,3 +116,33 @@ def test_submit_waits_for_a_concurrent_owner_change_and_asks_the_new_owner(initi
     assert not [r for r in results if isinstance(r, BaseException)], results
     owner_approval = GateReview.objects.get(pk=review.pk).approvals.get(role="business_owner")
     assert owner_approval.approver_id == new_owner.pk
+
+
+def test_cancel_racing_the_deciding_approval_ends_coherently_without_deadlock(initiative, panel):
+    """Cancel locks the initiative then withdraws its reviews; the deciding approval locks the
+    initiative then the review. Same order, so one waits for the other instead of deadlocking."""
+    review = submitted_review(initiative, initiative.delivery_lead)
+    first, last = pending(review)
+    services.approval_decide(
+        approval=first, actor=panel.for_role(first.role, initiative), decision="approve"
+    )
+
+    def cancel():
+        return programs.initiative_cancel(initiative=initiative, actor=None, reason="budget cut")
+
+    def decide():
+        return services.approval_decide(
+            approval=last, actor=panel.for_role(last.role, initiative), decision="approve"
+        )
+
+    cancelled, decided = run_at_once(cancel, decide)
+
+    review = GateReview.objects.get(pk=review.pk)
+    stage = Initiative.objects.get(pk=initiative.pk).stage
+    if isinstance(cancelled, BaseException):  # the decision won; cancel saw a moved initiative
+        assert isinstance(cancelled, Conflict), cancelled
+        assert not isinstance(decided, BaseException), decided
+        assert (review.state, stage) == (ReviewState.APPROVED, Stage.PILOT)
+    else:  # the cancel won; the approval it voided takes no decision
+        assert isinstance(decided, Conflict), decided
+        assert (review.state, stage) == (ReviewState.WITHDRAWN, Stage.CANCELLED)

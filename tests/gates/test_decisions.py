@@ -560,15 +560,18 @@ def test_withdraw_voids_pending_approvals_and_tells_approvers(initiative, panel)
         _decide(review.approvals.first(), panel.pmo)
 
 
-def test_final_decision_refused_while_initiative_on_hold(initiative, panel):
+def test_holding_mid_decision_withdraws_the_review_and_refuses_further_decisions(initiative, panel):
     review = submitted_review(initiative, initiative.delivery_lead)
     _decide(review.approvals.get(role="business_owner"), initiative.business_owner)
     programs.initiative_hold(initiative=initiative, actor=None, reason="reorg")
-    with pytest.raises(TransitionRefused):
+    # The hold withdrew the review (gates' stage listener): the last approver is told no
+    # decision is needed, and deciding anyway is refused.
+    with pytest.raises(Conflict):
         _decide(review.approvals.get(role="pmo"), panel.pmo)
     review.refresh_from_db()
-    assert review.state == ReviewState.SUBMITTED
-    assert review.approvals.get(role="pmo").status == ApprovalStatus.PENDING
+    assert review.state == ReviewState.WITHDRAWN
+    assert review.approvals.get(role="pmo").status == ApprovalStatus.VOID
+    assert review.approvals.get(role="business_owner").status == ApprovalStatus.APPROVED
 
 
 def test_review_state_cannot_be_assigned_directly(initiative, panel):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from gatekeeper.errors import TransitionRefused
+from gatekeeper.errors import Conflict, TransitionRefused
 from gates import selectors, services
 from gates.models import Approval, ApprovalStatus, GateReview, ReviewState
 from notifications.models import Event
 from programs import services as programs
-from programs.models import StageTransition
+from programs.models import Initiative, StageTransition
 from programs.stages import Stage
 from tests.factories import MilestoneFactory
 from tests.gates.helpers import approve_all, attach_all_evidence, measure_pilot, pass_gate
@@ -193,10 +193,20 @@ def test_submission_creates_approvals_with_sla_due_date_and_emits_recipients(ini
     )
 
 
-def test_template_version_submission_refused_outside_its_stage(initiative, panel):
+def test_a_draft_withdrawn_by_a_hold_cannot_be_submitted(initiative, panel):
     review = services.gate_review_open(initiative=initiative, actor=initiative.delivery_lead)
     attach_all_evidence(review, initiative.delivery_lead)
     programs.initiative_hold(initiative=initiative, actor=None, reason="budget freeze")
+    with pytest.raises(Conflict, match="withdrawn"):
+        services.gate_review_submit(review=review, actor=initiative.delivery_lead)
+
+
+def test_submission_refused_outside_the_gates_stage(initiative, panel):
+    review = services.gate_review_open(initiative=initiative, actor=initiative.delivery_lead)
+    attach_all_evidence(review, initiative.delivery_lead)
+    # Out of step in the database (the hold listener would have withdrawn the draft): submit
+    # still checks the stage itself rather than trust that.
+    Initiative.objects.filter(pk=initiative.pk).update(stage=Stage.ON_HOLD, held_from="proposed")
     with pytest.raises(TransitionRefused) as refused:
         services.gate_review_submit(review=review, actor=initiative.delivery_lead)
     assert refused.value.unmet == [
