@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms, http
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -39,6 +40,7 @@ from gates.models import (
     ReviewEvent,
 )
 from programs.models import Initiative, RiskTier
+from programs.roles import INTEGRATIONS
 
 
 def _report(request: http.HttpRequest, exc: DomainError) -> None:
@@ -446,6 +448,64 @@ class DecisionForm(forms.Form):
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
 
 
+class ConditionForm(forms.Form):
+    """One condition of a Conditional Go; a row left entirely blank is ignored."""
+
+    title = forms.CharField(max_length=200, required=False)
+    # The queryset is set per form (below) so it is read when the page is built, not at import.
+    owner = forms.ModelChoiceField(
+        queryset=get_user_model()._default_manager.none(), required=False
+    )
+    due_at = forms.DateTimeField(
+        label="Due",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        owner = self.fields["owner"]
+        assert isinstance(owner, forms.ModelChoiceField)
+        # Whoever owns a condition owns the milestone it becomes: a person who can still sign
+        # in, never a service account.
+        owner.queryset = (
+            get_user_model()
+            ._default_manager.filter(is_active=True)
+            .exclude(groups__name=INTEGRATIONS)
+            .order_by("username")
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        # Blank extra rows are skipped by the formset; a row with anything in it is complete.
+        if not (data.get("title") or "").strip():
+            self.add_error("title", "Give the condition a title.")
+        if data.get("owner") is None:
+            self.add_error("owner", "Choose who owns this condition.")
+        due_at = data.get("due_at")
+        if due_at is None:
+            if "due_at" not in self.errors:
+                self.add_error("due_at", "Give a due date and time.")
+        elif due_at <= timezone.now():
+            self.add_error("due_at", "The due date must be in the future.")
+        return data
+
+
+ConditionFormSet = forms.formset_factory(ConditionForm, extra=3, max_num=20, validate_max=True)
+
+
+def _condition_specs(formset: Any) -> list[services.ConditionSpec]:
+    return [
+        services.ConditionSpec(
+            title=f.cleaned_data["title"].strip(),
+            owner=f.cleaned_data["owner"],
+            due_at=f.cleaned_data["due_at"],
+        )
+        for f in formset.forms
+        if f.has_changed() and f.cleaned_data
+    ]
+
+
 @admin.register(ApprovalInbox)
 class ApprovalInboxAdmin(admin.ModelAdmin):
     """Pending approvals the signed-in user can decide: their own and their principals'."""
@@ -513,9 +573,26 @@ class ApprovalInboxAdmin(admin.ModelAdmin):
 
     def decide_view(self, request: Any, approval_id: int) -> http.HttpResponse:
         approval = get_object_or_404(self.get_queryset(request), pk=approval_id)
-        form = DecisionForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
+        data_in = request.POST if request.method == "POST" else None
+        form = DecisionForm(data_in)
+        # A post with no condition fields at all (a script, an older page) is a decision
+        # without conditions; one with any of them must carry a complete formset.
+        sent_conditions = data_in is not None and any(k.startswith("conditions-") for k in data_in)
+        conditions = ConditionFormSet(data_in if sent_conditions else None, prefix="conditions")
+        # Both validated, so every problem is shown at once.
+        valid = request.method == "POST" and all(
+            [form.is_valid(), not sent_conditions or conditions.is_valid()]
+        )
+        if valid:
             data = form.cleaned_data
+            specs = _condition_specs(conditions) if sent_conditions else []
+            if specs and data["decision"] != Decision.APPROVE:
+                # Dropping them silently would lose what the approver typed; say why instead.
+                form.add_error(
+                    None, "Conditions go with an approval (Conditional Go); clear them to reject."
+                )
+                valid = False
+        if valid:
             try:
                 services.approval_decide(
                     approval=approval,
@@ -523,6 +600,7 @@ class ApprovalInboxAdmin(admin.ModelAdmin):
                     decision=data["decision"],
                     comment=data["comment"],
                     outcome=data["outcome"] or None,
+                    conditions=specs,
                 )
                 messages.success(request, f"Recorded your decision on {approval}.")
                 return redirect("admin:gates_approvalinbox_changelist")
@@ -537,6 +615,7 @@ class ApprovalInboxAdmin(admin.ModelAdmin):
             "checklist": selectors.review_checklist(review=review),
             "others": review.approvals.select_related("approver", "decided_by"),
             "form": form,
+            "conditions": conditions,
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/gates/approval_decide.html", context)

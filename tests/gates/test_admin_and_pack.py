@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -9,7 +10,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gates import selectors, services
-from gates.models import ApprovalStatus, GateReview, GateTemplate, ReviewState
+from gates.models import (
+    ApprovalStatus,
+    GateReview,
+    GateTemplate,
+    Outcome,
+    ReviewEvent,
+    ReviewState,
+)
+from programs.models import Milestone
 from programs.ports import gate_verdict
 from programs.stages import Stage
 from tests.factories import UserFactory
@@ -80,6 +89,164 @@ def test_approve_and_reject_from_the_inbox(client, initiative, panel):
     review.refresh_from_db()
     initiative.refresh_from_db()
     assert (review.outcome, initiative.stage) == ("hold", Stage.ON_HOLD)
+
+
+def _when(delta: dt.timedelta) -> str:
+    """A datetime-local input's value, in the site's time zone, ``delta`` from now."""
+    return timezone.localtime(timezone.now() + delta).strftime("%Y-%m-%dT%H:%M")
+
+
+def _conditions(*rows: dict) -> dict:
+    data = {
+        "conditions-TOTAL_FORMS": 3,
+        "conditions-INITIAL_FORMS": 0,
+        "conditions-MIN_NUM_FORMS": 0,
+        "conditions-MAX_NUM_FORMS": 20,
+    }
+    for i, row in enumerate(rows):
+        data.update({f"conditions-{i}-{k}": v for k, v in row.items()})
+    return data
+
+
+def test_conditional_go_from_the_inbox_becomes_gate_condition_milestones(client, initiative, panel):
+    review = submitted_review(initiative, initiative.delivery_lead)
+    owner = _staff(initiative.business_owner)
+    client.force_login(owner)
+    owner_approval = review.approvals.get(role="business_owner")
+    decide_url = reverse("admin:gates_approvalinbox_decide", args=[owner_approval.pk])
+    assert 'name="conditions-0-title"' in client.get(decide_url).content.decode()
+
+    response = client.post(
+        decide_url,
+        {
+            "decision": "approve",
+            "comment": "Go, with two things fixed",
+            "outcome": "",
+            **_conditions(
+                {
+                    "title": "DPIA signed off",
+                    "owner": panel.risk.pk,
+                    "due_at": _when(dt.timedelta(days=14)),
+                },
+                {
+                    "title": "Runbook reviewed by ops",
+                    "owner": initiative.delivery_lead.pk,
+                    "due_at": _when(dt.timedelta(days=30)),
+                },
+            ),
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert review.conditions.count() == 2
+    assert not Milestone.objects.filter(initiative=initiative).exists()  # not before the Go
+
+    # The last approver decides the review; the gate opens with the conditions as milestones.
+    client.force_login(_staff(panel.pmo))
+    pmo_approval = review.approvals.get(role="pmo")
+    client.post(
+        reverse("admin:gates_approvalinbox_decide", args=[pmo_approval.pk]),
+        {"decision": "approve", "comment": "ok", "outcome": "", **_conditions()},
+    )
+    review.refresh_from_db()
+    initiative.refresh_from_db()
+    assert (review.state, review.outcome) == (ReviewState.APPROVED, Outcome.CONDITIONAL_GO)
+    assert initiative.stage == Stage.PILOT
+    milestones = Milestone.objects.filter(initiative=initiative, is_gate_condition=True)
+    assert {(m.title, m.owner_id, m.stage) for m in milestones} == {
+        ("DPIA signed off", panel.risk.pk, Stage.PILOT),
+        ("Runbook reviewed by ops", initiative.delivery_lead_id, Stage.PILOT),
+    }
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "message"),
+    [
+        ({"title": "  ", "owner": "OWNER", "due_at": "+7"}, "title", "title"),
+        ({"title": "DPIA", "owner": "", "due_at": "+7"}, "owner", "owns this condition"),
+        ({"title": "DPIA", "owner": "OWNER", "due_at": "-1"}, "due_at", "in the future"),
+        ({"title": "DPIA", "owner": "OWNER", "due_at": ""}, "due_at", "due date"),
+        ({"title": "DPIA", "owner": "BOT", "due_at": "+7"}, "owner", "valid choice"),
+    ],
+)
+def test_invalid_condition_rows_are_form_errors_and_write_nothing(
+    client, initiative, panel, row, field, message
+):
+    review = submitted_review(initiative, initiative.delivery_lead)
+    client.force_login(_staff(initiative.business_owner))
+    approval = review.approvals.get(role="business_owner")
+    people = {"OWNER": panel.risk.pk, "BOT": panel.bot.pk, "": ""}
+    days = {"+7": dt.timedelta(days=7), "-1": dt.timedelta(days=-1)}
+    posted = {
+        **row,
+        "owner": people[row["owner"]],
+        "due_at": _when(days[row["due_at"]]) if row["due_at"] else "",
+    }
+    response = client.post(
+        reverse("admin:gates_approvalinbox_decide", args=[approval.pk]),
+        {"decision": "approve", "comment": "ok", "outcome": "", **_conditions(posted)},
+    )
+    assert response.status_code == 200
+    errors = response.context["conditions"].forms[0].errors
+    assert field in errors and message in " ".join(errors[field])
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.PENDING
+    assert not review.conditions.exists()
+    assert not ReviewEvent.objects.filter(review=review, kind="approval_decided").exists()
+
+
+def test_conditions_on_a_rejection_are_a_form_error_not_dropped(client, initiative, panel):
+    review = submitted_review(initiative, initiative.delivery_lead)
+    client.force_login(_staff(panel.pmo))
+    approval = review.approvals.get(role="pmo")
+    response = client.post(
+        reverse("admin:gates_approvalinbox_decide", args=[approval.pk]),
+        {
+            "decision": "reject",
+            "comment": "Not yet",
+            "outcome": "recycle",
+            **_conditions(
+                {"title": "DPIA", "owner": panel.risk.pk, "due_at": _when(dt.timedelta(days=7))}
+            ),
+        },
+    )
+    assert response.status_code == 200
+    assert "Conditions go with an approval" in response.content.decode()
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.PENDING
+
+
+def test_a_refusal_from_the_service_is_shown_on_the_decide_page(client, initiative, panel):
+    review = submitted_review(initiative, initiative.delivery_lead)
+    owner = _staff(initiative.business_owner)
+    services.approval_decide(
+        approval=review.approvals.get(role="business_owner"), actor=owner, decision="approve"
+    )
+    # Deputy for the PMO approver today, so the PMO approval is in the owner's inbox.
+    services.delegation_create(
+        actor=None,
+        principal=panel.pmo,
+        deputy=owner,
+        starts_on=timezone.localdate(),
+        ends_on=timezone.localdate(),
+    )
+    pmo_approval = review.approvals.get(role="pmo")
+    client.force_login(owner)
+    response = client.post(
+        reverse("admin:gates_approvalinbox_decide", args=[pmo_approval.pk]),
+        {
+            "decision": "approve",
+            "comment": "ok",
+            "outcome": "",
+            **_conditions(
+                {"title": "DPIA", "owner": panel.risk.pk, "due_at": _when(dt.timedelta(days=7))}
+            ),
+        },
+    )
+    assert response.status_code == 200
+    assert "nobody decides twice" in response.content.decode()
+    pmo_approval.refresh_from_db()
+    assert pmo_approval.status == ApprovalStatus.PENDING
+    assert not review.conditions.exists()
 
 
 # --- review admin ----------------------------------------------------------------------------
