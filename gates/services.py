@@ -184,19 +184,14 @@ def _review_summary(review: GateReview) -> dict[str, Any]:
 
 def _stakeholders(review: GateReview) -> list[dict[str, Any]]:
     initiative = review.initiative
-    people = [
-        _person(review.submitted_by, "submitter"),
-        _person(initiative.business_owner, "business_owner"),
-        _person(initiative.sponsor, "sponsor"),
-        _person(initiative.delivery_lead, "delivery_lead"),
-    ]
-    seen: set[int] = set()
-    result = []
-    for person in people:
-        if person is not None and person["user_id"] not in seen:
-            seen.add(person["user_id"])
-            result.append(person)
-    return result
+    return _dedupe(
+        [
+            _person(review.submitted_by, "submitter"),
+            _person(initiative.business_owner, "business_owner"),
+            _person(initiative.sponsor, "sponsor"),
+            _person(initiative.delivery_lead, "delivery_lead"),
+        ]
+    )
 
 
 def _log(
