@@ -69,20 +69,21 @@ class GateReviewPort:
         )
 
 
-def stage_budget(stage: str) -> dt.timedelta | None:
-    """How long an initiative may stay in ``stage``: the expected time of the gate that opens it
-    (current template version), or the configured wait for a proposal's first review."""
+def stage_budget(stage: str, gate_review_id: int | None = None) -> dt.timedelta | None:
+    """How long an initiative may stay in ``stage``: the expected time of the gate that opened
+    it, from the template version its review was decided under (the current version when no
+    review opened it, e.g. seeded data), or the configured wait for a proposal's first review."""
     if stage == Stage.PROPOSED:
         return dt.timedelta(days=int(settings.GATEKEEPER["PROPOSED_MAX_DAYS"]))
     code = GATE_INTO.get(stage)
     if code is None:
         return None
-    template = (
-        GateTemplate.objects.filter(gate__code=code)
-        .order_by("-version")
-        .only("expected_stage_days")
-        .first()
-    )
+    templates = GateTemplate.objects.filter(gate__code=code)
+    template = None
+    if gate_review_id is not None:
+        template = templates.filter(reviews__pk=gate_review_id).first()
+    if template is None:
+        template = templates.order_by("-version").first()
     if template is None or template.expected_stage_days is None:
         return None
     return dt.timedelta(days=template.expected_stage_days)

@@ -50,17 +50,25 @@ def gate_verdict(initiative: Initiative, target_stage: str) -> GateVerdict:
 # --- how long a stage may last -----------------------------------------------------------------
 # The gate that opens a stage says how long the initiative may stay in it (stall detection);
 # gates registers the lookup. Unregistered (programs alone), stages have no budget.
-StageBudget = Callable[[str], "dt.timedelta | None"]
-_stage_budget: StageBudget = lambda stage: None  # noqa: E731
+# Called with the stage entered and the gate review that opened it (None for moves no review
+# made, such as a proposal's creation).
+StageBudget = Callable[[str, "int | None"], "dt.timedelta | None"]
+
+
+def _no_budget(stage: str, gate_review_id: int | None) -> dt.timedelta | None:
+    return None
+
+
+_stage_budget: StageBudget = _no_budget
 
 
 def register_stage_budget(budget: StageBudget | None) -> None:
     global _stage_budget
-    _stage_budget = budget if budget is not None else (lambda stage: None)
+    _stage_budget = budget if budget is not None else _no_budget
 
 
-def stage_budget(stage: str) -> dt.timedelta | None:
-    return _stage_budget(stage)
+def stage_budget(stage: str, gate_review_id: int | None = None) -> dt.timedelta | None:
+    return _stage_budget(stage, gate_review_id)
 
 
 # --- reacting to lifecycle moves -----------------------------------------------------------------

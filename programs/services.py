@@ -70,11 +70,13 @@ def available_transitions(initiative: Initiative) -> dict[str, list[str]]:
 # --- helpers ----------------------------------------------------------------------------
 
 
-def stall_deadline(stage: str, entered: dt.datetime) -> dt.datetime | None:
+def stall_deadline(
+    stage: str, entered: dt.datetime, gate_review_id: int | None = None
+) -> dt.datetime | None:
     """When a stay in ``stage`` that began at ``entered`` counts as stalled (None: never)."""
     if stage not in ACTIVE_STAGES:
         return None
-    budget = stage_budget(stage)
+    budget = stage_budget(stage, gate_review_id)
     return entered + budget if budget is not None else None
 
 
@@ -152,7 +154,7 @@ def _run_transition(
                 _restore_clock(locked, paused=now - hold_started, now=now)
             else:
                 locked.stage_entered_at = now
-                locked.stall_at = stall_deadline(locked.stage, now)
+                locked.stall_at = stall_deadline(locked.stage, now, gate_review_id)
             locked.save()
             record = StageTransition.objects.create(
                 initiative=locked,

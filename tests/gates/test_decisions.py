@@ -617,3 +617,33 @@ class TestReviewEventsAreAppendOnly:
         ):
             with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cur:
                 cur.execute(sql, [event.pk])
+
+
+def test_stall_budget_comes_from_the_template_version_the_review_was_decided_under(
+    initiative, panel
+):
+    import datetime as dt
+
+    from gates.models import Gate
+
+    gate = Gate.objects.get(code="G1")
+    v1 = selectors.gate_template_current(gate=gate)
+    review = submitted_review(initiative, initiative.delivery_lead)
+    services.gate_template_revise(
+        gate=gate,
+        actor=panel.pmo,
+        criteria=[
+            CriterionSpec(c.code, c.text, c.kind, c.check_name, c.required, c.risk_tiers)
+            for c in v1.criteria.all()
+        ],
+        approvers=[ApproverSpec(a.role, a.risk_tiers) for a in v1.approvers.all()],
+        decision_sla_business_days=v1.decision_sla_business_days,
+        expected_stage_days=(v1.expected_stage_days or 0) + 100,
+        note="Longer pilots from now on",
+    )
+    approve_all(review, panel)
+    initiative.refresh_from_db()
+    assert initiative.stage == Stage.PILOT
+    assert initiative.stall_at - initiative.stage_entered_at == dt.timedelta(
+        days=v1.expected_stage_days
+    )

@@ -115,7 +115,7 @@ def test_after_g1_flipping_a_metric_direction_is_pmo_only(pmo):
 def test_hold_and_resume_keep_the_stage_clock(gate_port):
     from programs import ports
 
-    ports.register_stage_budget(lambda stage: dt.timedelta(days=30))
+    ports.register_stage_budget(lambda stage, review_id: dt.timedelta(days=30))
     try:
         start = timezone.now()
         with time_machine.travel(start, tick=False) as clock:

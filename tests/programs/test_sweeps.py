@@ -26,7 +26,7 @@ def _events(kind: str) -> list[Event]:
 @pytest.fixture
 def budgets():
     ports.register_stage_budget(
-        lambda stage: {
+        lambda stage, review_id: {
             Stage.PROPOSED: dt.timedelta(days=60),
             Stage.PILOT: dt.timedelta(days=30),
         }.get(stage)
