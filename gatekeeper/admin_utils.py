@@ -4,6 +4,7 @@ from typing import Any
 
 from django import http
 from django.contrib import admin, messages
+from django.db import transaction
 
 from gatekeeper.errors import DomainError
 
@@ -34,6 +35,9 @@ class ServiceAdminMixin:
         try:
             return call()
         except DomainError as exc:
+            # All or nothing: the admin runs the whole save (object, inlines) in one
+            # transaction; a refusal anywhere undoes what earlier services in it wrote.
+            transaction.set_rollback(True)
             setattr(request, self._REFUSED, True)
             unmet = getattr(exc, "unmet", [])
             errors = [m for field_errors in exc.errors.values() for m in field_errors]
@@ -48,6 +52,13 @@ class ServiceAdminMixin:
     def save_related(self, request: Any, form: Any, formsets: Any, change: bool) -> None:
         if not self.refused(request):
             super().save_related(request, form, formsets, change)  # type: ignore[misc]
+
+    def construct_change_message(
+        self, request: Any, form: Any, formsets: Any, add: bool = False
+    ) -> Any:
+        if self.refused(request):
+            return []  # nothing was saved, so nothing to describe (and inlines weren't saved)
+        return super().construct_change_message(request, form, formsets, add)  # type: ignore[misc]
 
     def log_addition(self, request: Any, obj: Any, message: Any) -> Any:
         if not self.refused(request):

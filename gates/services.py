@@ -799,7 +799,13 @@ def approval_decide(
         # quorum once, and a concurrent hold/cancel (which locks the initiative first) cannot
         # deadlock with the move this decision may make.
         review = _lock_review(approval.review_id)
-        locked = Approval.objects.select_for_update().select_related("approver").get(pk=approval.pk)
+        # of=self: locking the approver's user row too would deadlock two decisions that
+        # notify each other's approvers (a delivery's foreign key waits on that row).
+        locked = (
+            Approval.objects.select_for_update(of=("self",))
+            .select_related("approver")
+            .get(pk=approval.pk)
+        )
         if locked.status != ApprovalStatus.PENDING:
             raise Conflict(
                 f"the {locked.get_role_display()} approval of review #{review.pk} is already "

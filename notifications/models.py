@@ -112,6 +112,8 @@ class WebhookEndpoint(models.Model):
 
     def clean(self) -> None:
         super().clean()
+        if self.event_types is None:
+            self.event_types = []  # a cleared admin field: every type, as the help text says
         problem = event_types_problem(self.event_types)
         if problem is not None:
             raise ValidationError({"event_types": problem})

@@ -169,8 +169,10 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: http.HttpRequest, obj: Any = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))
-        if obj is not None and not request.user.has_perm("programs.reassign_initiative", obj):
-            fields += sorted(services.PMO_ONLY_FIELDS)
+        if not request.user.has_perm("programs.reassign_initiative", obj):
+            # A proposal needs its business unit; after that, moving it is PMO's call.
+            locked = services.PMO_ONLY_FIELDS - ({"business_unit"} if obj is None else set())
+            fields += sorted(locked)
         return fields
 
     def save_model(self, request: http.HttpRequest, obj: Any, form: Any, change: bool) -> None:
@@ -214,6 +216,12 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
 
     def is_fsm_transition_visible(self, transition: Any) -> bool:
         return transition.name in _SERVICE_FOR
+
+    def response_change(self, request: Any, obj: Any) -> http.HttpResponse:
+        name = request.POST.get(self.fsm_post_param)
+        if name and name not in _SERVICE_FOR:
+            raise http.Http404(f"No transition {name!r}")
+        return super().response_change(request, obj)
 
     def fsm_transition_view(
         self, request: Any, object_id: str, transition_name: str, **kwargs: Any

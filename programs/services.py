@@ -179,6 +179,11 @@ def _run_transition(
                 },
                 key=f"initiative.stage_changed:{record.pk}",
             )
+            if locked.stage in TERMINAL_STAGES:
+                # Nobody acts on a closed initiative's milestones: take them off the sweep.
+                Milestone.objects.filter(
+                    initiative=locked, status=MilestoneStatus.OPEN, next_alert_at__isnull=False
+                ).update(next_alert_at=None)
             notify_stage_change(locked, from_stage, locked.stage)
     except TransitionNotAllowed as exc:  # a condition changed between our check and the call
         raise TransitionRefused(str(exc), unmet=[str(exc)]) from exc
@@ -195,7 +200,15 @@ def _restore_clock(initiative: Initiative, *, paused: dt.timedelta, now: dt.date
     if initiative.held_stall_at is not None:
         initiative.stall_at = initiative.held_stall_at + paused
     else:
-        initiative.stall_at = stall_deadline(initiative.stage, initiative.stage_entered_at)
+        opened_by = (
+            StageTransition.objects.filter(initiative=initiative, to_stage=initiative.stage)
+            .exclude(gate_review_id=None)
+            .order_by("-id")
+            .values_list("gate_review_id", flat=True)
+            .first()
+        )
+        entered = initiative.stage_entered_at
+        initiative.stall_at = stall_deadline(initiative.stage, entered, opened_by)
     initiative.held_stage_entered_at = None
     initiative.held_stall_at = None
 
@@ -217,6 +230,10 @@ def initiative_create(
     target_workflow: str = "",
 ) -> Initiative:
     _require_perm(actor, "programs.add_initiative", None)
+    named = (business_owner, sponsor, delivery_lead)
+    if any(person is not None for person in named) or risk_tier != RiskTier.MEDIUM:
+        # The same PMO-only fields as on edit: who holds gate powers, how many approvers.
+        _require_perm(actor, "programs.reassign_initiative", None)
     errors: dict[str, list[str]] = {}
     if not name.strip():
         errors["name"] = ["name is required"]

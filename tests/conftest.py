@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -29,6 +30,18 @@ class StubGatePort:
         if (initiative.pk, target_stage) in self.approved:
             return GateVerdict(approved=True, review_id=None)
         return GateVerdict(approved=False, unmet=[f"the gate into {target_stage} is not approved"])
+
+
+@pytest.fixture
+def stage_budgets() -> Iterator[Any]:
+    """Install stage budgets for a test; whatever was registered (gates') comes back after."""
+    previous = ports._stage_budget
+
+    def install(budgets: dict[str, Any]) -> None:
+        ports.register_stage_budget(lambda stage, review_id: budgets.get(stage))
+
+    yield install
+    ports.register_stage_budget(previous)
 
 
 @pytest.fixture

@@ -146,3 +146,49 @@ def test_cancel_racing_the_deciding_approval_ends_coherently_without_deadlock(in
     else:  # the cancel won; the approval it voided takes no decision
         assert isinstance(decided, Conflict), decided
         assert (review.state, stage) == (ReviewState.WITHDRAWN, Stage.CANCELLED)
+
+
+def test_final_decisions_on_two_reviews_that_notify_each_others_approvers_do_not_deadlock(
+    panel, monkeypatch
+):
+    """Each decision locks its approval, then notifies the other review's approver too. If
+    the approval lock also took the approver's user row, the two would wait on each other."""
+    import threading
+
+    from tests.factories import InitiativeFactory, SuccessMetricFactory, UserFactory
+
+    shared_owner = UserFactory(username="shared.owner", groups=["business-owners"])
+    reviews = []
+    for i in range(2):
+        initiative = InitiativeFactory(
+            delivery_lead=UserFactory(username=f"lead{i}"), business_owner=shared_owner
+        )
+        SuccessMetricFactory(initiative=initiative)
+        reviews.append(submitted_review(initiative, initiative.delivery_lead))
+    lasts = []
+    for review, last_role in zip(reviews, ["pmo", "business_owner"], strict=True):
+        for approval in pending(review):
+            if approval.role != last_role:
+                services.approval_decide(
+                    approval=approval,
+                    actor=panel.for_role(approval.role, review.initiative),
+                    decision="approve",
+                )
+        lasts.append(review.approvals.get(role=last_role))
+
+    # Hold both decisions at the point where each owns its locks, so the race is certain.
+    barrier = threading.Barrier(2)
+    decide_review = services._decide_review
+
+    def in_step(**kwargs):
+        barrier.wait(timeout=10)
+        return decide_review(**kwargs)
+
+    monkeypatch.setattr(services, "_decide_review", in_step)
+    results = run_at_once(
+        lambda: services.approval_decide(approval=lasts[0], actor=panel.pmo, decision="approve"),
+        lambda: services.approval_decide(approval=lasts[1], actor=shared_owner, decision="approve"),
+    )
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    for review in reviews:
+        assert GateReview.objects.get(pk=review.pk).state == ReviewState.APPROVED

@@ -50,3 +50,11 @@ def test_delivery_to_a_private_endpoint_is_dead_lettered_unsent(settings, endpoi
     assert delivery.status == DeliveryStatus.DEAD
     assert "non-public" in delivery.last_error
     assert receiver.requests == []
+
+
+@pytest.mark.django_db
+def test_clearing_event_types_in_the_admin_means_every_type(endpoint):
+    endpoint.event_types = None  # what a cleared JSON field posts
+    endpoint.full_clean()
+    assert endpoint.event_types == []
+    assert endpoint.subscribes_to("initiative.stalled")

@@ -201,3 +201,70 @@ def test_transition_urls_are_checked(owner_client):
     response = client.get(f"/admin/programs/initiative/{other.pk}/transition/hold/")
     assert response.status_code in (302, 404)  # someone else's: not found for this user
     assert Initiative.objects.get(pk=other.pk).stage == "proposed"
+
+
+def _change_post(initiative, **overrides):
+    post = {
+        "name": initiative.name,
+        "summary": "",
+        "target_workflow": initiative.target_workflow,
+        "health": "green",
+        **{f"{p}-TOTAL_FORMS": "0" for p in ("metrics", "milestones", "transitions")},
+        **{f"{p}-INITIAL_FORMS": "0" for p in ("metrics", "milestones", "transitions")},
+    }
+    post.update(overrides)
+    return post
+
+
+def test_refused_edit_of_a_cancelled_initiative_is_shown_not_a_500(owner_client):
+    client, initiative = owner_client
+    Initiative.objects.filter(pk=initiative.pk).update(stage="cancelled")
+    url = f"/admin/programs/initiative/{initiative.pk}/change/"
+    response = client.post(url, _change_post(initiative, name="Resurrected"))
+    assert response.status_code == 302 and response["Location"] == url
+    assert Initiative.objects.get(pk=initiative.pk).name != "Resurrected"
+
+
+def test_a_refusal_in_an_inline_undoes_the_whole_save(owner_client):
+    from programs.models import SuccessMetric
+    from tests.factories import SuccessMetricFactory
+
+    client, initiative = owner_client
+    metric = SuccessMetricFactory(initiative=initiative, baseline=40, target=60)
+    Initiative.objects.filter(pk=initiative.pk).update(stage="pilot")
+    url = f"/admin/programs/initiative/{initiative.pk}/change/"
+    post = _change_post(
+        initiative,
+        name="Renamed with the refused target",
+        **{
+            "metrics-TOTAL_FORMS": "1",
+            "metrics-INITIAL_FORMS": "1",
+            "metrics-0-id": metric.pk,
+            "metrics-0-initiative": initiative.pk,
+            "metrics-0-name": metric.name,
+            "metrics-0-unit": "%",
+            "metrics-0-direction": "higher",
+            "metrics-0-baseline": "40",
+            "metrics-0-target": "10",  # moving the bar after G1: PMO only
+        },
+    )
+    response = client.post(url, post)
+    assert response.status_code == 302 and response["Location"] == url
+    assert Initiative.objects.get(pk=initiative.pk).name == initiative.name
+    assert SuccessMetric.objects.get(pk=metric.pk).target == 60
+    assert not Event.objects.filter(type="initiative.updated").exists()
+
+
+def test_unknown_transition_posted_on_the_change_form_is_a_404(owner_client):
+    client, initiative = owner_client
+    url = f"/admin/programs/initiative/{initiative.pk}/change/"
+    for name in ("nope", "save"):
+        response = client.post(url, _change_post(initiative, _fsm_transition_to=name))
+        assert response.status_code == 404
+
+
+def test_owner_proposing_an_initiative_cannot_name_its_people(owner_client):
+    client, _ = owner_client
+    form = client.get("/admin/programs/initiative/add/").context["adminform"].form
+    assert {"name", "business_unit", "target_workflow"} <= set(form.fields)
+    assert not {"business_owner", "sponsor", "delivery_lead", "risk_tier"} & set(form.fields)

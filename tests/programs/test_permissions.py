@@ -112,25 +112,20 @@ def test_after_g1_flipping_a_metric_direction_is_pmo_only(pmo):
     services.metric_update(metric=metric, actor=pmo, changes={"direction": "lower"})
 
 
-def test_hold_and_resume_keep_the_stage_clock(gate_port):
-    from programs import ports
+def test_hold_and_resume_keep_the_stage_clock(gate_port, stage_budgets):
+    stage_budgets({Stage.PILOT: dt.timedelta(days=30)})
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        initiative = InitiativeFactory()
+        SuccessMetricFactory(initiative=initiative)
+        gate_port.approve(initiative, Stage.PILOT)
+        services.initiative_advance(initiative=initiative, actor=None)
+        entered, stall_at = initiative.stage_entered_at, initiative.stall_at
 
-    ports.register_stage_budget(lambda stage, review_id: dt.timedelta(days=30))
-    try:
-        start = timezone.now()
-        with time_machine.travel(start, tick=False) as clock:
-            initiative = InitiativeFactory()
-            SuccessMetricFactory(initiative=initiative)
-            gate_port.approve(initiative, Stage.PILOT)
-            services.initiative_advance(initiative=initiative, actor=None)
-            entered, stall_at = initiative.stage_entered_at, initiative.stall_at
-
-            clock.move_to(start + dt.timedelta(days=10))
-            services.initiative_hold(initiative=initiative, actor=None, reason="freeze")
-            clock.move_to(start + dt.timedelta(days=25))
-            services.initiative_resume(initiative=initiative, actor=None)
-    finally:
-        ports.register_stage_budget(None)
+        clock.move_to(start + dt.timedelta(days=10))
+        services.initiative_hold(initiative=initiative, actor=None, reason="freeze")
+        clock.move_to(start + dt.timedelta(days=25))
+        services.initiative_resume(initiative=initiative, actor=None)
     assert initiative.stage_entered_at == entered
     assert initiative.stall_at == stall_at + dt.timedelta(days=15)  # the hold paused the clock
 
@@ -145,3 +140,29 @@ def test_milestones_of_held_or_cancelled_initiatives_raise_no_alerts():
     assert sweeps.sweep_overdue_milestones() == 1
     live.refresh_from_db()
     assert live.alert_level == 1
+
+
+def test_creating_with_people_or_a_risk_tier_is_pmo_only(bot, pmo):
+    from tests.factories import BusinessUnitFactory
+
+    unit = BusinessUnitFactory()
+    owner = UserFactory(groups=["business-owners"])
+    for actor, kwargs in (
+        (bot, {"sponsor": bot}),
+        (owner, {"business_owner": owner}),
+        (owner, {"risk_tier": "low"}),
+    ):
+        with pytest.raises(PermissionDenied):
+            services.initiative_create(actor=actor, name="x", business_unit=unit, **kwargs)
+    services.initiative_create(actor=owner, name="A proposal", business_unit=unit)
+    services.initiative_create(
+        actor=pmo, name="Staffed", business_unit=unit, business_owner=owner, risk_tier="high"
+    )
+    assert Initiative.objects.count() == 2
+
+
+def test_cancelling_takes_open_milestones_off_the_sweep():
+    milestone = MilestoneFactory()
+    services.initiative_cancel(initiative=milestone.initiative, actor=None, reason="stopped")
+    milestone.refresh_from_db()
+    assert milestone.status == MilestoneStatus.OPEN and milestone.next_alert_at is None

@@ -9,7 +9,7 @@ import time_machine
 from django.utils import timezone
 
 from notifications.models import Event
-from programs import ports, services, sweeps
+from programs import services, sweeps
 from programs.models import Initiative, MilestoneAlert, StallAlert
 from programs.roles import PMO
 from programs.stages import Stage
@@ -24,15 +24,8 @@ def _events(kind: str) -> list[Event]:
 
 
 @pytest.fixture
-def budgets():
-    ports.register_stage_budget(
-        lambda stage, review_id: {
-            Stage.PROPOSED: dt.timedelta(days=60),
-            Stage.PILOT: dt.timedelta(days=30),
-        }.get(stage)
-    )
-    yield
-    ports.register_stage_budget(None)
+def budgets(stage_budgets):
+    stage_budgets({Stage.PROPOSED: dt.timedelta(days=60), Stage.PILOT: dt.timedelta(days=30)})
 
 
 @pytest.mark.django_db
