@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django_fsm.admin import FSMAdminMixin
 
 from gatekeeper.admin_utils import ReadOnlyInline, ServiceAdminMixin
@@ -107,6 +108,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
     search_fields = ("key", "name", "summary", "external_refs__key")
     readonly_fields = (
         "key",
+        "next_moves",
         "held_from",
         "stage_entered_at",
         "created_by",
@@ -114,6 +116,26 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
         "updated_at",
     )
     inlines = [SuccessMetricInline, MilestoneInline, StageTransitionInline]
+
+    @admin.display(description="Next moves")
+    def next_moves(self, obj: Initiative) -> str:
+        """Every move out of the current stage and what still blocks it, so an owner sees why
+        the forward button is missing instead of guessing."""
+        if obj.pk is None:
+            return "-"
+        moves = services.available_transitions(obj)
+        if not moves:
+            return "none"
+        items = format_html_join(
+            "",
+            "<li><strong>{}</strong>: {}</li>",
+            (
+                (_LABELS.get(name, name), "; ".join(unmet) if unmet else "possible now")
+                for name, unmet in moves.items()
+            ),
+        )
+        return format_html("<ul>{}</ul>", items)
+
     list_select_related = ("business_unit", "business_owner")
 
     def get_queryset(self, request: http.HttpRequest) -> QuerySet[Initiative]:

@@ -268,3 +268,13 @@ def test_owner_proposing_an_initiative_cannot_name_its_people(owner_client):
     form = client.get("/admin/programs/initiative/add/").context["adminform"].form
     assert {"name", "business_unit", "target_workflow"} <= set(form.fields)
     assert not {"business_owner", "sponsor", "delivery_lead", "risk_tier"} & set(form.fields)
+
+
+def test_initiative_page_says_what_blocks_each_move(owner_client):
+    client, initiative = owner_client
+    initiative.metrics.all().delete()
+    page = client.get(f"/admin/programs/initiative/{initiative.pk}/change/").content.decode()
+    assert "Next moves" in page
+    assert "Start pilot (G1 approved)" in page
+    assert "at least one success metric needs both a baseline and a target" in page
+    assert "Put on hold</strong>: possible now" in page
