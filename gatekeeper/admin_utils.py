@@ -9,17 +9,23 @@ from django.db import transaction
 from gatekeeper.errors import DomainError
 
 
-class ReadOnlyInline(admin.TabularInline):
-    """An inline that only shows rows (history, or rows changed only through services)."""
-
-    extra = 0
-    can_delete = False
+class ViewOnlyMixin:
+    """Admin pages (and inlines) that only show rows: history, or rows changed only through
+    services and their own views."""
 
     def has_add_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(ViewOnlyMixin, admin.TabularInline):
+    extra = 0
+    can_delete = False
 
 
 class ServiceAdminMixin:

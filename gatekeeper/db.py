@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import IntegrityError, models, transaction
 
 
 class AppendOnlyQuerySet(models.QuerySet):
@@ -34,3 +34,17 @@ class AppendOnlyModel(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise TypeError(f"{type(self).__name__} records are append-only and cannot be deleted")
+
+
+def create_once(model: type[models.Model], **fields: Any) -> bool:
+    """Insert a row whose unique constraint says "this happened"; False if it already had.
+
+    The savepoint keeps a duplicate from aborting the caller's transaction, so a sweep that
+    races another (or repeats itself) just moves on: "once" is the database's fact.
+    """
+    try:
+        with transaction.atomic():
+            model._default_manager.create(**fields)
+    except IntegrityError:
+        return False
+    return True

@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from gatekeeper.admin_utils import ReadOnlyInline
+from gatekeeper.admin_utils import ReadOnlyInline, ViewOnlyMixin
 from gatekeeper.errors import DomainError
 from gates import selectors, services
 from gates.models import (
@@ -507,7 +507,7 @@ def _condition_specs(formset: Any) -> list[services.ConditionSpec]:
 
 
 @admin.register(ApprovalInbox)
-class ApprovalInboxAdmin(admin.ModelAdmin):
+class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
     """Pending approvals the signed-in user can decide: their own and their principals'."""
 
     list_display = (
@@ -530,15 +530,6 @@ class ApprovalInboxAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return self.has_module_permission(request)
-
-    def has_add_permission(self, request: http.HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Initiative")
     def initiative(self, obj: Approval) -> Any:

@@ -14,10 +14,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from gatekeeper.db import create_once
 from gates.models import AlertKind, Approval, ApprovalAlert, ApprovalStatus, Delegation, ReviewState
 from notifications.outbox import emit
 from programs.roles import PMO
@@ -88,12 +89,8 @@ def sweep_approval_deadlines(*, now: dt.datetime | None = None, batch: int | Non
                 approval.save(update_fields=["remind_at"])
                 continue
             kind = AlertKind.REMINDER if now < approval.due_at else AlertKind.ESCALATION
-            try:
-                with transaction.atomic():
-                    ApprovalAlert.objects.create(approval=approval, kind=kind)
-            except IntegrityError:
-                pass  # sent before; only move the deadline on
-            else:
+            # Already recorded (a racing or repeated sweep sent it): only move the deadline on.
+            if create_once(ApprovalAlert, approval=approval, kind=kind):
                 _emit(approval, kind, now)
                 sent += 1
             approval.remind_at = approval.due_at if kind == AlertKind.REMINDER else None

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django_fsm.admin import FSMAdminMixin
 
-from gatekeeper.admin_utils import ReadOnlyInline, ServiceAdminMixin
+from gatekeeper.admin_utils import ReadOnlyInline, ServiceAdminMixin, ViewOnlyMixin
 from gatekeeper.errors import DomainError
 from programs import selectors, services
 from programs.models import (
@@ -388,7 +388,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(StageTransition)
-class StageTransitionAdmin(admin.ModelAdmin):
+class StageTransitionAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_display = ("created_at", "initiative", "from_stage", "to_stage", "actor", "reason")
     list_filter = ("to_stage",)
     search_fields = ("initiative__key", "reason")
@@ -398,15 +398,6 @@ class StageTransitionAdmin(admin.ModelAdmin):
         return StageTransition.objects.filter(
             initiative__in=selectors.initiatives_visible_to(request.user)
         )
-
-    def has_add_permission(self, request: http.HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(MetricReading)

@@ -14,9 +14,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, models, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from gatekeeper.db import create_once
 from notifications.outbox import emit
 from programs.models import Initiative, Milestone, MilestoneAlert, MilestoneStatus, StallAlert
 from programs.roles import PMO
@@ -37,15 +38,6 @@ def _pmo_recipients() -> list[dict[str, Any]]:
 
 def _person(user: Any, role: str) -> list[dict[str, Any]]:
     return [{"user_id": user.pk, "email": user.email, "role": role}] if user is not None else []
-
-
-def _record_once(model: type[models.Model], **fields: Any) -> bool:
-    try:
-        with transaction.atomic():
-            model._default_manager.create(**fields)
-    except IntegrityError:
-        return False
-    return True
 
 
 def sweep_overdue_milestones(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
@@ -73,7 +65,7 @@ def sweep_overdue_milestones(*, now: dt.datetime | None = None, batch: int | Non
             if milestone is None:
                 continue  # another sweep holds it, or it was closed or rescheduled meanwhile
             level = min(milestone.alert_level + 1, MilestoneAlert.Level.ESCALATED)
-            if _record_once(
+            if create_once(
                 MilestoneAlert, milestone=milestone, level=level, due_at=milestone.due_at
             ):
                 _emit_milestone_alert(milestone, level, now)
@@ -147,7 +139,7 @@ def sweep_stalled_initiatives(*, now: dt.datetime | None = None, batch: int | No
             )
             if initiative is None:
                 continue
-            if _record_once(
+            if create_once(
                 StallAlert,
                 initiative=initiative,
                 stage=initiative.stage,
