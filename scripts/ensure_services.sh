@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis answer on localhost (DESIGN.md §3): install them if missing,
-# start them if stopped. Never restarts a server that is already up.
+# Make sure PostgreSQL and Redis answer on localhost and Chromium is installed for the browser
+# tests: install what is missing, start the servers if stopped. Never restarts a server that is already up.
 set -euo pipefail
 
 need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The browser tests drive Debian's Chromium (Playwright cannot download its own build here).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   apt-get update -qq

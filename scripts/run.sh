@@ -7,4 +7,8 @@ PY=.venv/bin/python
 export DJANGO_SETTINGS_MODULE=gatekeeper.settings
 $PY manage.py migrate --noinput
 $PY manage.py seed_demo --if-empty
-exec .venv/bin/honcho start -f Procfile
+# honcho hands each process its own PORT (5000 unless told): give the web the one the README
+# promises, and make links in emails point where it really listens.
+export PORT="${PORT:-8000}"
+export SITE_URL="${SITE_URL:-http://127.0.0.1:${PORT}}"
+exec .venv/bin/honcho start -f Procfile -p "$PORT"

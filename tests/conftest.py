@@ -76,3 +76,49 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # event loop changes which connection object Django's context-local handler returns in
     # this thread, so tests after it would no longer find the serialized seed data.
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Drop the per-run test databases of earlier runs on this host that were killed before
+    they could clean up (their pid is gone), so an interrupted run leaves no lasting debris."""
+    from django.conf import settings
+
+    prefix = getattr(settings, "RUN_DB_PREFIX", None)
+    if not prefix or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    import psycopg
+
+    db = settings.DATABASES["default"]
+    try:
+        conn = psycopg.connect(
+            host=db["HOST"],
+            port=db["PORT"] or 5432,
+            user=db["USER"],
+            dbname="postgres",
+            password=db.get("PASSWORD") or None,
+            autocommit=True,
+            connect_timeout=5,
+        )
+    except psycopg.OperationalError:
+        return  # the server is down: the run itself will say so
+    with conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "select datname from pg_database where datname like %s", (prefix + "%",)
+            )
+        ]
+        for name in names:
+            pid = name[len(prefix) :].split("_")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
