@@ -7,6 +7,7 @@ and SECRET_KEY (see docker-compose.yml).
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "notifications",
     "programs",
     "gates",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -64,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "gatekeeper.urls"
@@ -72,7 +76,7 @@ WSGI_APPLICATION = "gatekeeper.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "gatekeeper" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -113,6 +117,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "rules.permissions.ObjectPermissionBackend",
     "gatekeeper.auth_backends.GatekeeperModuleBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -149,6 +155,22 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
+# Login lockout (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username, or
+# from one address, further attempts are refused for the cool-off time (the right password
+# included), and the admin lists the lockouts (Axes > Access attempts) so they can be cleared.
+AXES_FAILURE_LIMIT = env_int("GATEKEEPER_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("GATEKEEPER_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "gatekeeper/locked_out.html"
+# The client address is the socket's unless a known number of proxies sits in front: trusting
+# X-Forwarded-For from anyone would let an attacker pick a fresh "address" for every guess.
+_trusted_proxies = env_int("GATEKEEPER_TRUSTED_PROXY_COUNT", 0, minimum=0)
+AXES_IPWARE_PROXY_COUNT = _trusted_proxies or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if _trusted_proxies else ("REMOTE_ADDR",)
+)
 
 # --- email ----------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
