@@ -29,6 +29,7 @@ services:
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	DJANGO_DEBUG=1 $(VENV)/bin/lint-imports
 
 typecheck: install
 	DJANGO_DEBUG=1 $(VENV)/bin/mypy .
