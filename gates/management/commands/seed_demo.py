@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
@@ -30,8 +31,21 @@ class Command(BaseCommand):
             action="store_true",
             help="do nothing when the database already holds initiatives (used by `make run`)",
         )
+        parser.add_argument(
+            "--allow-known-passwords",
+            action="store_true",
+            help="load even with DJANGO_DEBUG off (the demo users' passwords are public)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG and not options["allow_known_passwords"]:
+            # Every demo account, a superuser included, has the password printed below: on a
+            # real deployment that is an open door, so it takes an explicit, named flag.
+            raise CommandError(
+                "seed_demo creates accounts with a publicly known password (a superuser "
+                "included) and refuses to run with DJANGO_DEBUG off; pass "
+                "--allow-known-passwords if this really is a throwaway environment."
+            )
         if options["if_empty"] and Initiative.objects.exists():
             self.stdout.write("Initiatives exist; demo portfolio not loaded.")
             return
