@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 export DJANGO_SETTINGS_MODULE=gatekeeper.settings
 $PY manage.py migrate --noinput
-$PY manage.py seed_demo --if-empty
+case "${DJANGO_DEBUG:-0}" in
+  1 | true | True | yes | on) $PY manage.py seed_demo --if-empty ;;
+  *) echo "DJANGO_DEBUG is off: no demo data (its passwords are public)" ;;
+esac
 # honcho hands each process its own PORT (5000 unless told): give the web the one the README
 # promises, and make links in emails point where it really listens.
 export PORT="${PORT:-8000}"

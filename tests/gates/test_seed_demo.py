@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_seed_demo_covers_every_stage_and_has_work_for_the_sweeps():
-    call_command("seed_demo", "--if-empty", stdout=io.StringIO())
+    call_command("seed_demo", "--if-empty", "--allow-known-passwords", stdout=io.StringIO())
 
     assert set(Initiative.objects.values_list("stage", flat=True)) == set(Stage.values)
     assert Initiative.objects.values("business_unit").distinct().count() >= 3
@@ -33,8 +33,8 @@ def test_seed_demo_covers_every_stage_and_has_work_for_the_sweeps():
 
 
 def test_seed_demo_if_empty_leaves_existing_data_alone():
-    call_command("seed_demo", "--if-empty", stdout=io.StringIO())
+    call_command("seed_demo", "--if-empty", "--allow-known-passwords", stdout=io.StringIO())
     out = io.StringIO()
-    call_command("seed_demo", "--if-empty", stdout=out)
+    call_command("seed_demo", "--if-empty", "--allow-known-passwords", stdout=out)
     assert "not loaded" in out.getvalue()
     assert Initiative.objects.count() == 12

@@ -23,3 +23,9 @@ def test_seed_demo_with_debug_off_loads_only_when_told_explicitly(settings):
     settings.DEBUG = False
     call_command("seed_demo", "--if-empty", "--allow-known-passwords", stdout=io.StringIO())
     assert Initiative.objects.exists()
+
+
+def test_seed_demo_loads_in_debug(settings):
+    settings.DEBUG = True
+    call_command("seed_demo", "--if-empty", stdout=io.StringIO())
+    assert Initiative.objects.exists()
