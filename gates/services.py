@@ -65,6 +65,7 @@ from gates.selectors import (
 )
 from notifications.outbox import emit
 from programs import services as programs
+from programs.events import initiative_summary
 from programs.models import BusinessUnit, Initiative, RiskTier
 from programs.roles import APPROVERS, INTEGRATIONS, PMO
 from programs.stages import Stage
@@ -614,7 +615,7 @@ def gate_review_submit(*, review: GateReview, actor: User | None) -> GateReview:
                     f"{timezone.localtime(due_at):%a %d %b %Y %H:%M}."
                 ),
                 "review": _review_summary(locked),
-                "initiative": programs.initiative_summary(initiative),
+                "initiative": initiative_summary(initiative),
                 "submitted_by": _person(person, "submitter"),
                 "due_at": due_at.isoformat(),
                 "approval_ids": [a.pk for a in approvals],
@@ -672,7 +673,7 @@ def _withdraw_locked(locked: GateReview, *, actor: User | None, reason: str) -> 
                 "summary": f"No decision needed any more. Reason: {reason}",
                 "admin_url": _admin_path("admin:gates_gatereview_change", locked.pk),
                 "review": _review_summary(locked),
-                "initiative": programs.initiative_summary(locked.initiative),
+                "initiative": initiative_summary(locked.initiative),
                 "reason": reason,
                 "actor_id": getattr(actor, "pk", None),
                 "recipients": [_person(a.approver, a.role) for a in pending],
@@ -876,7 +877,7 @@ def approval_decide(
                     "decided_at": now.isoformat(),
                 },
                 "review": _review_summary(review),
-                "initiative": programs.initiative_summary(review.initiative),
+                "initiative": initiative_summary(review.initiative),
                 "recipients": _stakeholders(review),
             },
             key=f"approval.decided:{locked.pk}",
@@ -987,7 +988,7 @@ def _decide_review(
             "review": _review_summary(review),
             "outcome": outcome,
             "summary": summary,
-            "initiative": programs.initiative_summary(initiative),
+            "initiative": initiative_summary(initiative),
             "condition_milestone_ids": [c.milestone_id for c in conditions if c.milestone_id],
             "recipients": _dedupe([*_stakeholders(review), *approver_recipients]),
         },

@@ -21,8 +21,8 @@ from django.utils import timezone
 from gatekeeper.db import create_once
 from gates.models import AlertKind, Approval, ApprovalAlert, ApprovalStatus, Delegation, ReviewState
 from notifications.outbox import emit
+from programs.events import initiative_summary
 from programs.roles import PMO
-from programs.services import initiative_summary
 from programs.stages import ACTIVE_STAGES
 
 

@@ -7,7 +7,7 @@ so the admin writes the same transition record and outbox events as the API and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from django import forms, http
 from django.contrib import admin, messages
@@ -20,6 +20,7 @@ from django_fsm.admin import FSMAdminMixin
 
 from gatekeeper.admin_utils import ReadOnlyInline, ServiceAdminMixin, ViewOnlyMixin
 from gatekeeper.errors import DomainError
+from gatekeeper.types import User
 from programs import selectors, services
 from programs.models import (
     BusinessUnit,
@@ -30,6 +31,11 @@ from programs.models import (
     StageTransition,
     SuccessMetric,
 )
+
+
+def _actor(request: http.HttpRequest) -> User:
+    # The admin lets only signed-in staff through, so the user here is never anonymous.
+    return cast(User, request.user)
 
 
 class ReasonForm(forms.Form):
@@ -123,7 +129,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
         the forward button is missing instead of guessing."""
         if obj.pk is None:
             return "-"
-        moves = services.available_transitions(obj)
+        moves = selectors.available_transitions(obj)
         if not moves:
             return "none"
         items = format_html_join(
@@ -171,7 +177,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
                 created = self.run_service(
                     request,
                     lambda data=data: services.metric_add(
-                        initiative=form.instance, actor=request.user, **data
+                        initiative=form.instance, actor=_actor(request), **data
                     ),
                 )
                 if created is not None:
@@ -182,7 +188,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
                     request,
                     lambda form=inline_form, changed=changed, data=data: services.metric_update(
                         metric=form.instance,
-                        actor=request.user,
+                        actor=_actor(request),
                         changes={n: data[n] for n in changed},
                     ),
                 )
@@ -207,14 +213,14 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
             self.run_service(
                 request,
                 lambda: services.initiative_update(
-                    initiative=obj, actor=request.user, changes=changes
+                    initiative=obj, actor=_actor(request), changes=changes
                 ),
             )
             return
         created = self.run_service(
             request,
             lambda: services.initiative_create(
-                actor=request.user,
+                actor=_actor(request),
                 name=obj.name,
                 business_unit=obj.business_unit,
                 summary=obj.summary,
@@ -269,7 +275,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
             return False
         reason = (kwargs or {}).get("reason", "")
         try:
-            service(initiative=obj, actor=request.user, reason=reason)
+            service(initiative=obj, actor=_actor(request), reason=reason)
         except DomainError as exc:
             unmet = getattr(exc, "unmet", [])
             detail = exc.detail + (": " + "; ".join(unmet) if unmet else "")
@@ -318,7 +324,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 request,
                 lambda: services.milestone_update(
                     milestone=obj,
-                    actor=request.user,
+                    actor=_actor(request),
                     title=obj.title,
                     owner=obj.owner,
                     due_at=obj.due_at,
@@ -329,7 +335,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
             request,
             lambda: services.milestone_add(
                 initiative=obj.initiative,
-                actor=request.user,
+                actor=_actor(request),
                 title=obj.title,
                 owner=obj.owner,
                 due_at=obj.due_at,
@@ -357,7 +363,9 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
             for milestone in queryset:
                 try:
                     services.milestone_waive(
-                        milestone=milestone, actor=request.user, reason=form.cleaned_data["reason"]
+                        milestone=milestone,
+                        actor=_actor(request),
+                        reason=form.cleaned_data["reason"],
                     )
                     waived += 1
                 except DomainError as exc:
@@ -379,7 +387,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
         done = 0
         for milestone in queryset:
             try:
-                services.milestone_complete(milestone=milestone, actor=request.user)
+                services.milestone_complete(milestone=milestone, actor=_actor(request))
                 done += 1
             except DomainError as exc:
                 self.message_user(request, f"{milestone}: {exc.detail}", messages.ERROR)
@@ -463,7 +471,7 @@ class MetricReadingAdmin(ServiceAdminMixin, admin.ModelAdmin):
             request,
             lambda: services.metric_record_value(
                 metric=obj.metric,
-                actor=request.user,
+                actor=_actor(request),
                 value=obj.value,
                 measured_at=obj.measured_at,
             ),

@@ -28,7 +28,7 @@ from programs.models import (
     StageTransition,
     SuccessMetric,
 )
-from programs.services import stall_deadline
+from programs.selectors import stall_deadline
 from programs.stages import Stage
 
 DEMO_PASSWORD = "demo"

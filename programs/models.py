@@ -1,6 +1,6 @@
 """Initiatives, their success metrics and milestones, and the lifecycle (DESIGN.md §1).
 
-Transition methods here only guard and change fields; services (programs/services.py) lock the
+Transition methods here only guard and change fields; services (programs/services/) lock the
 row, call them, save, and write the transition record and outbox events.
 """
 
@@ -20,7 +20,7 @@ from django_fsm import (
 )
 
 from gatekeeper.db import AppendOnlyModel
-from programs import conditions
+from programs import guards
 from programs.stages import ACTIVE_STAGES, CANCELLABLE_STAGES, Stage
 
 
@@ -143,9 +143,9 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         source=Stage.PROPOSED,
         target=Stage.PILOT,
         conditions=[
-            conditions.has_business_owner,
-            conditions.has_metric_with_baseline_and_target,
-            conditions.gate_approved,
+            guards.has_business_owner,
+            guards.has_metric_with_baseline_and_target,
+            guards.gate_approved,
         ],
     )
     def start_pilot(self) -> None:
@@ -155,7 +155,7 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         field=stage,
         source=Stage.PILOT,
         target=Stage.INTEGRATION,
-        conditions=[conditions.gate_approved],
+        conditions=[guards.gate_approved],
     )
     def start_integration(self) -> None:
         """G2."""
@@ -164,7 +164,7 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         field=stage,
         source=Stage.INTEGRATION,
         target=Stage.HARDENING,
-        conditions=[conditions.gate_approved],
+        conditions=[guards.gate_approved],
     )
     def start_hardening(self) -> None:
         """G3."""
@@ -173,7 +173,7 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         field=stage,
         source=Stage.HARDENING,
         target=Stage.OPERATIONS,
-        conditions=[conditions.gate_approved],
+        conditions=[guards.gate_approved],
     )
     def start_operations(self) -> None:
         """G4."""
@@ -192,7 +192,7 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
         field=stage,
         source=Stage.ON_HOLD,
         target=RETURN_VALUE(*ACTIVE_STAGES),
-        conditions=[conditions.knows_stage_to_resume],
+        conditions=[guards.knows_stage_to_resume],
     )
     def resume(self) -> str:
         back_to = self.held_from

@@ -1,13 +1,17 @@
-"""Reads, scoped to what the caller may see (DESIGN.md §1 Roles)."""
+"""Reads: what a caller may see (DESIGN.md §1 Roles) and what the lifecycle allows now."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.db.models import Q, QuerySet
 
+from programs.guards import Guard
 from programs.models import Initiative, Milestone
+from programs.ports import stage_budget
 from programs.roles import PMO
+from programs.stages import ACTIVE_STAGES
 
 
 def _sees_everything(user: Any) -> bool:
@@ -37,3 +41,53 @@ def milestones_visible_to(user: Any) -> QuerySet[Milestone]:
         | Q(initiative__sponsor=user)
         | Q(initiative__delivery_lead=user)
     )
+
+
+# --- the lifecycle ---------------------------------------------------------------------------
+
+
+def transition_unmet(initiative: Initiative, name: str) -> list[str]:
+    """Every reason the named transition cannot run now; empty when it can."""
+    method = getattr(initiative, name, None)
+    meta = getattr(method, "_django_fsm", None)
+    if meta is None:
+        raise ValueError(f"{name!r} is not a lifecycle transition")
+    spec = meta.get_transition(initiative.stage)
+    if spec is None:
+        return [f"'{name}' is not possible from stage '{initiative.stage}'"]
+    reasons: list[str] = []
+    for guard in spec.conditions:
+        if isinstance(guard, Guard):
+            reasons.extend(guard.explain(initiative))
+        elif not guard(initiative):
+            reasons.append(getattr(guard, "__name__", "a condition") + " is not met")
+    return reasons
+
+
+def available_transitions(initiative: Initiative) -> dict[str, list[str]]:
+    """Each transition that exists from the current stage, mapped to its unmet guards."""
+    result: dict[str, list[str]] = {}
+    for spec in Initiative._meta.get_field("stage").get_all_transitions(Initiative):  # type: ignore[attr-defined]
+        if spec.source in (initiative.stage,) and spec.name not in result:
+            result[spec.name] = transition_unmet(initiative, spec.name)
+    return result
+
+
+def stall_deadline(
+    stage: str, entered: dt.datetime, gate_review_id: int | None = None
+) -> dt.datetime | None:
+    """When a stay in ``stage`` that began at ``entered`` counts as stalled (None: never)."""
+    if stage not in ACTIVE_STAGES:
+        return None
+    budget = stage_budget(stage, gate_review_id)
+    return entered + budget if budget is not None else None
+
+
+def metrics_missing_baseline_or_target(initiative: Initiative) -> list[str]:
+    """Why no success metric of ``initiative`` can yet be judged (G1's own check); [] if one can."""
+    if (
+        initiative.pk is None  # not saved yet, so no metrics
+        or not initiative.metrics.filter(baseline__isnull=False, target__isnull=False).exists()
+    ):
+        return ["at least one success metric needs both a baseline and a target"]
+    return []

@@ -10,18 +10,14 @@ the next sweep finds the row still due.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from gatekeeper.db import create_once
-from notifications.outbox import emit
+from programs import events
 from programs.models import Initiative, Milestone, MilestoneAlert, MilestoneStatus, StallAlert
-from programs.roles import PMO
-from programs.services import initiative_summary
 from programs.stages import Stage
 
 QUIET_STAGES = (Stage.ON_HOLD, Stage.CANCELLED, Stage.RETIRED)
@@ -29,15 +25,6 @@ QUIET_STAGES = (Stage.ON_HOLD, Stage.CANCELLED, Stage.RETIRED)
 
 def _conf(name: str) -> int:
     return int(settings.GATEKEEPER[name])
-
-
-def _pmo_recipients() -> list[dict[str, Any]]:
-    users = get_user_model()._default_manager.filter(groups__name=PMO, is_active=True)
-    return [{"user_id": u.pk, "email": u.email, "role": "pmo"} for u in users]
-
-
-def _person(user: Any, role: str) -> list[dict[str, Any]]:
-    return [{"user_id": user.pk, "email": user.email, "role": role}] if user is not None else []
 
 
 def sweep_overdue_milestones(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
@@ -68,7 +55,12 @@ def sweep_overdue_milestones(*, now: dt.datetime | None = None, batch: int | Non
             if create_once(
                 MilestoneAlert, milestone=milestone, level=level, due_at=milestone.due_at
             ):
-                _emit_milestone_alert(milestone, level, now)
+                alert = (
+                    events.milestone_overdue
+                    if level == MilestoneAlert.Level.OVERDUE
+                    else events.milestone_escalated
+                )
+                events.emit_event(alert(milestone, level=level, now=now))
                 sent += 1
             milestone.alert_level = level
             milestone.next_alert_at = (
@@ -78,45 +70,6 @@ def sweep_overdue_milestones(*, now: dt.datetime | None = None, batch: int | Non
             )
             milestone.save(update_fields=["alert_level", "next_alert_at"])
     return sent
-
-
-def _emit_milestone_alert(milestone: Milestone, level: int, now: dt.datetime) -> None:
-    initiative = milestone.initiative
-    days_late = max((now - milestone.due_at).days, 0)
-    if level == MilestoneAlert.Level.OVERDUE:
-        kind = "milestone.overdue"
-        recipients = _person(milestone.owner, "milestone_owner")
-        title = f"Overdue: {milestone.title} ({initiative.key})"
-    else:
-        kind = "milestone.escalated"
-        recipients = (
-            _person(initiative.business_owner, "business_owner")
-            + _pmo_recipients()
-            + _person(milestone.owner, "milestone_owner")
-        )
-        title = f"Escalated: {milestone.title} ({initiative.key}) is {days_late} days late"
-    emit(
-        kind,
-        {
-            "title": title,
-            "summary": (
-                f"Milestone '{milestone.title}' of {initiative.key} {initiative.name} was due "
-                f"{milestone.due_at:%Y-%m-%d %H:%M} UTC and is still open."
-            ),
-            "admin_url": f"/admin/programs/milestone/{milestone.pk}/change/",
-            "initiative": initiative_summary(initiative),
-            "milestone": {
-                "id": milestone.pk,
-                "title": milestone.title,
-                "due_at": milestone.due_at.isoformat(),
-                "owner_id": milestone.owner_id,
-                "days_late": days_late,
-                "level": level,
-            },
-            "recipients": recipients,
-        },
-        key=f"{kind}:{milestone.pk}:{milestone.due_at.isoformat()}",
-    )
 
 
 def sweep_stalled_initiatives(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
@@ -145,35 +98,8 @@ def sweep_stalled_initiatives(*, now: dt.datetime | None = None, batch: int | No
                 stage=initiative.stage,
                 stage_entered_at=initiative.stage_entered_at,
             ):
-                _emit_stall(initiative, now)
+                events.emit_event(events.initiative_stalled(initiative, now=now))
                 sent += 1
             # stage is protected: a queryset update changes only the deadline column.
             Initiative.objects.filter(pk=initiative.pk).update(stall_at=None)
     return sent
-
-
-def _emit_stall(initiative: Initiative, now: dt.datetime) -> None:
-    days = (now - initiative.stage_entered_at).days
-    recipients = (
-        _person(initiative.business_owner, "business_owner")
-        + _person(initiative.sponsor, "sponsor")
-        + _person(initiative.delivery_lead, "delivery_lead")
-        + _pmo_recipients()
-    )
-    emit(
-        "initiative.stalled",
-        {
-            "title": f"Stalled: {initiative.key} {initiative.name} has been in "
-            f"{initiative.get_stage_display()} for {days} days",
-            "summary": (
-                f"{initiative.key} entered {initiative.get_stage_display()} on "
-                f"{initiative.stage_entered_at:%Y-%m-%d}, longer than its gate allows. "
-                "Decide: prepare the next gate review, hold, or cancel."
-            ),
-            "admin_url": f"/admin/programs/initiative/{initiative.pk}/change/",
-            "initiative": initiative_summary(initiative),
-            "days_in_stage": days,
-            "recipients": recipients,
-        },
-        key=f"initiative.stalled:{initiative.pk}:{initiative.stage_entered_at.isoformat()}",
-    )

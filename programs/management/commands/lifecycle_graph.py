@@ -9,7 +9,7 @@ from programs.models import Initiative
 
 
 class Command(BaseCommand):
-    help = "Print the initiative lifecycle: every transition with its conditions (or Graphviz dot)."
+    help = "Print the initiative lifecycle: every transition with its guards (or Graphviz dot)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dot", action="store_true", help="print Graphviz dot source instead")

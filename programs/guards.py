@@ -1,7 +1,8 @@
-"""Conditions on lifecycle transitions, each able to say why it is unmet.
+"""Guards on lifecycle transitions (django-fsm-2's ``conditions=``), each able to say why.
 
-django-fsm-2 only needs a boolean; the services also need the reasons so that a refusal lists
-every unmet condition at once (issue: "refusals are explicit").
+Named guards, not conditions: in this project a "condition" is a Conditional-Go obligation (a
+milestone). django-fsm-2 only needs a boolean; the services also need the reasons so that a
+refusal lists every unmet guard at once (issue: "refusals are explicit").
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from programs.models import Initiative
 
 
-class Condition:
+class Guard:
     def __init__(self, explain: Callable[[Initiative], list[str]]) -> None:
         self.explain = explain
         self.__name__ = explain.__name__
@@ -25,24 +26,22 @@ class Condition:
         return not self.explain(initiative)
 
 
-@Condition
+@Guard
 def has_business_owner(initiative: Initiative) -> list[str]:
     if initiative.business_owner_id is None:
         return ["a business owner must be assigned"]
     return []
 
 
-@Condition
+@Guard
 def has_metric_with_baseline_and_target(initiative: Initiative) -> list[str]:
-    if (
-        initiative.pk is None
-        or not initiative.metrics.filter(baseline__isnull=False, target__isnull=False).exists()
-    ):
-        return ["at least one success metric needs both a baseline and a target"]
-    return []
+    # Imported here: selectors import the models, and the models import this module.
+    from programs.selectors import metrics_missing_baseline_or_target
+
+    return metrics_missing_baseline_or_target(initiative)
 
 
-@Condition
+@Guard
 def gate_approved(initiative: Initiative) -> list[str]:
     target = NEXT_STAGE.get(initiative.stage)
     if target is None:
@@ -53,7 +52,7 @@ def gate_approved(initiative: Initiative) -> list[str]:
     return verdict.unmet or [f"the gate into {target} is not approved"]
 
 
-@Condition
+@Guard
 def knows_stage_to_resume(initiative: Initiative) -> list[str]:
     if not initiative.held_from:
         return ["the stage it was held from is unknown"]

@@ -1,0 +1,216 @@
+"""Moving an initiative through its stages: the gates forward, hold, resume, cancel, retire.
+
+One runner does every move: lock the row, check the right and the guards on the locked row, call
+the pure transition, restart or restore the stage clock, write the append-only record and the
+outbox event, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+from django_fsm import ConcurrentTransition, TransitionNotAllowed
+
+from gatekeeper.errors import Conflict, TransitionRefused
+from gatekeeper.types import User
+from programs import events
+from programs.models import Initiative, Milestone, MilestoneStatus, StageTransition
+from programs.ports import gate_verdict, notify_stage_change
+from programs.selectors import stall_deadline, transition_unmet
+from programs.services._common import lock_initiative, require_perm, require_reason
+from programs.stages import NEXT_STAGE, TERMINAL_STAGES
+
+# A decided review moves the initiative as the system (actor None); a person who presses the
+# button after approval needs the same right as for any stage change.
+STAGE_PERM = "programs.change_stage"
+
+
+def _run_transition(
+    *,
+    initiative: Initiative,
+    name: str,
+    actor: User | None,
+    reason: str,
+    expected_stage: str | None,
+    gate_review_id: int | None = None,
+) -> StageTransition:
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            locked = lock_initiative(initiative, expected_stage)
+            # Checked on the locked row: a role just taken away can't still act.
+            require_perm(actor, STAGE_PERM, locked)
+            unmet = transition_unmet(locked, name)
+            if unmet:
+                raise TransitionRefused(
+                    f"{locked.key} cannot {name.replace('_', ' ')} from '{locked.stage}'",
+                    unmet=unmet,
+                )
+            from_stage = locked.stage
+            target = NEXT_STAGE.get(from_stage)
+            if name == Initiative.FORWARD.get(from_stage) and target is not None:
+                gate_review_id = gate_verdict(locked, target).review_id or gate_review_id
+            hold_started = locked.stage_entered_at
+            getattr(locked, name)()
+            if name == "resume":
+                _restore_clock(locked, paused=now - hold_started, now=now)
+            else:
+                locked.stage_entered_at = now
+                locked.stall_at = stall_deadline(locked.stage, now, gate_review_id)
+            locked.save()
+            record = StageTransition.objects.create(  # type: ignore[misc]  # AbstractUser, not auth.User
+                initiative=locked,
+                transition=name,
+                from_stage=from_stage,
+                to_stage=locked.stage,
+                actor=actor,
+                reason=reason,
+                gate_review_id=gate_review_id,
+            )
+            events.emit_event(events.initiative_stage_changed(locked, record))
+            if locked.stage in TERMINAL_STAGES:
+                # Nobody acts on a closed initiative's milestones: take them off the sweep.
+                Milestone.objects.filter(
+                    initiative=locked, status=MilestoneStatus.OPEN, next_alert_at__isnull=False
+                ).update(next_alert_at=None)
+            notify_stage_change(locked, from_stage, locked.stage)
+    except TransitionNotAllowed as exc:  # a guard changed between our check and the call
+        raise TransitionRefused(str(exc), unmet=[str(exc)]) from exc
+    except ConcurrentTransition as exc:
+        raise Conflict(f"{initiative.key} was moved by someone else; reload and try again") from exc
+    initiative.refresh_from_db()
+    return record
+
+
+def _restore_clock(initiative: Initiative, *, paused: dt.timedelta, now: dt.datetime) -> None:
+    """Back from hold: the stay goes on from when it began, and the stall deadline moves out by
+    the time spent on hold (a hold pauses the clock; it must not reset it)."""
+    initiative.stage_entered_at = initiative.held_stage_entered_at or now
+    if initiative.held_stall_at is not None:
+        initiative.stall_at = initiative.held_stall_at + paused
+    else:
+        opened_by = (
+            StageTransition.objects.filter(initiative=initiative, to_stage=initiative.stage)
+            .exclude(gate_review_id=None)
+            .order_by("-id")
+            .values_list("gate_review_id", flat=True)
+            .first()
+        )
+        entered = initiative.stage_entered_at
+        initiative.stall_at = stall_deadline(initiative.stage, entered, opened_by)
+    initiative.held_stage_entered_at = None
+    initiative.held_stall_at = None
+
+
+def initiative_advance(
+    *,
+    initiative: Initiative,
+    actor: User | None,
+    reason: str = "",
+    expected_stage: str | None = None,
+    gate_review_id: int | None = None,
+) -> StageTransition:
+    """Move through the gate out of the current stage; refused unless that gate is approved."""
+    stage = expected_stage or initiative.stage
+    name = Initiative.FORWARD.get(stage)
+    if name is None:
+        raise TransitionRefused(
+            f"{initiative.key} cannot advance from '{stage}'",
+            unmet=[f"no gate leads out of '{stage}'"],
+        )
+    return _run_transition(
+        initiative=initiative,
+        name=name,
+        actor=actor,
+        reason=reason,
+        expected_stage=expected_stage,
+        gate_review_id=gate_review_id,
+    )
+
+
+# --- the moves that need no gate -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Move:
+    transition: str
+    # Completes "A reason is required to ..."; None: the reason is optional.
+    reason_for: str | None
+    # Hold and cancel may be what a decided gate review said (Hold, Kill): the record links it.
+    takes_gate_review: bool
+
+
+_MOVES: dict[str, _Move] = {
+    move.transition: move
+    for move in (
+        _Move("hold", reason_for="put an initiative on hold", takes_gate_review=True),
+        _Move("resume", reason_for=None, takes_gate_review=False),
+        _Move("cancel", reason_for="cancel an initiative", takes_gate_review=True),
+        _Move("retire", reason_for="retire an initiative", takes_gate_review=False),
+    )
+}
+
+
+def _move(
+    transition: str,
+    initiative: Initiative,
+    actor: User | None,
+    reason: str,
+    expected_stage: str | None,
+    gate_review_id: int | None = None,
+) -> StageTransition:
+    # Positional, unlike the public services: each of those is one readable line calling this.
+    move = _MOVES[transition]
+    if gate_review_id is not None and not move.takes_gate_review:
+        raise TypeError(f"no gate review decides '{transition}'")
+    if move.reason_for is not None:
+        require_reason(reason, move.reason_for)
+    return _run_transition(
+        initiative=initiative,
+        name=move.transition,
+        actor=actor,
+        reason=reason,
+        expected_stage=expected_stage,
+        gate_review_id=gate_review_id,
+    )
+
+
+def initiative_hold(
+    *,
+    initiative: Initiative,
+    actor: User | None,
+    reason: str,
+    expected_stage: str | None = None,
+    gate_review_id: int | None = None,
+) -> StageTransition:
+    return _move("hold", initiative, actor, reason, expected_stage, gate_review_id)
+
+
+def initiative_resume(
+    *,
+    initiative: Initiative,
+    actor: User | None,
+    reason: str = "",
+    expected_stage: str | None = None,
+) -> StageTransition:
+    return _move("resume", initiative, actor, reason, expected_stage)
+
+
+def initiative_cancel(
+    *,
+    initiative: Initiative,
+    actor: User | None,
+    reason: str,
+    expected_stage: str | None = None,
+    gate_review_id: int | None = None,
+) -> StageTransition:
+    return _move("cancel", initiative, actor, reason, expected_stage, gate_review_id)
+
+
+def initiative_retire(
+    *, initiative: Initiative, actor: User | None, reason: str, expected_stage: str | None = None
+) -> StageTransition:
+    return _move("retire", initiative, actor, reason, expected_stage)
