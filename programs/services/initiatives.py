@@ -103,7 +103,7 @@ def initiative_assign_owner(
         require_perm(actor, "programs.reassign_initiative", locked)
         require_open(locked)
         previous = locked.business_owner_id
-        locked.business_owner = business_owner  # type: ignore[assignment]  # AbstractUser, not auth.User
+        locked.business_owner = business_owner
         locked.save(update_fields=["business_owner", "updated_at"])
         events.emit_event(events.initiative_owner_assigned(locked, previous_owner_id=previous))
     initiative.refresh_from_db()

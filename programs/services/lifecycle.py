@@ -61,7 +61,7 @@ def _run_transition(
                 locked.stage_entered_at = now
                 locked.stall_at = stall_deadline(locked.stage, now, gate_review_id)
             locked.save()
-            record = StageTransition.objects.create(  # type: ignore[misc]  # AbstractUser, not auth.User
+            record = StageTransition.objects.create(
                 initiative=locked,
                 transition=name,
                 from_stage=from_stage,

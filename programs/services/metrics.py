@@ -135,7 +135,7 @@ def metric_record_value(
             .get(pk=metric.pk)
         )
         require_perm(actor, "programs.change_initiative", locked.initiative)
-        reading = MetricReading.objects.create(  # type: ignore[misc]  # AbstractUser, not auth.User
+        reading = MetricReading.objects.create(
             metric=locked, value=number, measured_at=measured_at, recorded_by=actor
         )
         # Readings may arrive out of order (a backfill); the metric shows the latest measured.

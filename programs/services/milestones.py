@@ -43,7 +43,7 @@ def milestone_add(
             locked = Initiative.objects.select_for_update().get(pk=initiative.pk)
             require_perm(actor, "programs.change_initiative", locked)
             require_open(locked)
-            return Milestone.objects.create(  # type: ignore[misc]  # AbstractUser, not auth.User
+            return Milestone.objects.create(
                 initiative=locked,
                 stage=stage or (locked.held_from or locked.stage),
                 title=title.strip(),
@@ -84,7 +84,7 @@ def milestone_update(
             locked.next_alert_at = due_at
             locked.alert_level = 0
         locked.title = title.strip()
-        locked.owner = owner  # type: ignore[assignment]  # AbstractUser, not auth.User
+        locked.owner = owner
         locked.due_at = due_at
         locked.save()
     milestone.refresh_from_db()
@@ -112,7 +112,7 @@ def _close_milestone(
             raise Conflict(f"Milestone '{locked.title}' is already {locked.status}")
         locked.status = status
         locked.completed_at = timezone.now()
-        locked.completed_by = actor  # type: ignore[assignment]  # AbstractUser, not auth.User
+        locked.completed_by = actor
         locked.waive_reason = reason
         locked.next_alert_at = None
         locked.save()
