@@ -791,3 +791,92 @@ __all__ = [
     "milestone_waive",
     "transition_unmet",
 ]
+
+
+# --- ticketing ---
+# Services a ticketing integration drives (integrations/ calls them with its service account).
+# Like milestone_complete they are idempotent, so a replayed webhook changes nothing twice.
+
+
+def milestone_reopen(*, milestone: Milestone, actor: User | None, reason: str) -> Milestone:
+    """Put a done milestone back to open (its ticket was reopened); open already is a no-op.
+
+    Its overdue alerts start over from level 0 at its due date, as when milestone_update moves
+    the date. A waived milestone stays waived: that was a person's decision, not a ticket's.
+    """
+    from programs.recipients import dedupe, person  # appended section: keeps merges simple
+
+    with transaction.atomic():
+        locked = (
+            Milestone.objects.select_for_update(of=("self",))
+            .select_related("initiative", "initiative__business_unit", "owner")
+            .get(pk=milestone.pk)
+        )
+        # Reopening undoes a completion, so whoever may complete it may reopen it.
+        _require_perm(actor, "programs.complete_milestone", locked)
+        if locked.status == MilestoneStatus.OPEN:
+            return locked
+        if locked.status != MilestoneStatus.DONE:
+            raise Conflict(f"Milestone '{locked.title}' is {locked.status}; it can't be reopened")
+        now = timezone.now()
+        locked.status = MilestoneStatus.OPEN
+        locked.completed_at = None
+        locked.completed_by = None
+        locked.next_alert_at = locked.due_at
+        locked.alert_level = 0
+        locked.save()
+        emit(
+            "milestone.reopened",
+            {
+                "initiative": initiative_summary(locked.initiative),
+                "milestone": {"id": locked.pk, "title": locked.title, "status": locked.status},
+                "reason": reason,
+                "summary": f"Milestone '{locked.title}' was reopened: {reason}",
+                "recipients": dedupe([person(locked.owner, "milestone_owner")]),
+            },
+            # A milestone may be reopened more than once; each time is its own fact.
+            key=f"milestone.reopened:{locked.pk}:{now.isoformat()}",
+        )
+    milestone.refresh_from_db()
+    return locked
+
+
+def milestone_flag_ticket_deleted(*, milestone: Milestone, actor: User | None) -> Milestone:
+    """Record that the milestone's linked ticket was deleted and tell its owner (once).
+
+    The status is left alone: a deleted ticket neither proves the work done nor undone, so a
+    person decides (complete, waive, or link another ticket).
+    """
+    from programs.recipients import dedupe, person  # appended section: keeps merges simple
+
+    with transaction.atomic():
+        locked = (
+            Milestone.objects.select_for_update(of=("self",))
+            .select_related("initiative", "initiative__business_unit", "owner")
+            .get(pk=milestone.pk)
+        )
+        _require_perm(actor, "programs.complete_milestone", locked)
+        if locked.external_deleted_at is not None:
+            return locked
+        locked.external_deleted_at = timezone.now()
+        locked.save(update_fields=["external_deleted_at"])
+        ticket = f"{locked.external_system}:{locked.external_key}"
+        emit(
+            "milestone.ticket_deleted",
+            {
+                "initiative": initiative_summary(locked.initiative),
+                "milestone": {"id": locked.pk, "title": locked.title, "status": locked.status},
+                "ticket": {"system": locked.external_system, "key": locked.external_key},
+                "summary": (
+                    f"Ticket {ticket} linked to milestone '{locked.title}' was deleted. "
+                    "Complete or waive the milestone, or link it to another ticket."
+                ),
+                "recipients": dedupe([person(locked.owner, "milestone_owner")]),
+            },
+            key=f"milestone.ticket_deleted:{locked.pk}",
+        )
+    milestone.refresh_from_db()
+    return locked
+
+
+__all__ += ["milestone_flag_ticket_deleted", "milestone_reopen"]
