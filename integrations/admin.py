@@ -122,7 +122,7 @@ class InboundDeliveryAdmin(_RulesModuleMixin, admin.ModelAdmin):
         "result_note",
         "updated_at",
     ]
-    fields = readonly_fields
+    fields = tuple(readonly_fields)
     actions = ["retry"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
