@@ -33,6 +33,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "notifications.redispatch": _every(
         "notifications.redispatch", "GATEKEEPER_SCHEDULE_REDISPATCH_SECONDS", 30
     ),
+    "integrations.redispatch": _every(
+        "integrations.redispatch", "GATEKEEPER_SCHEDULE_INBOUND_REDISPATCH_SECONDS", 30
+    ),
     "gates.sweep_approval_deadlines": _every(
         "gates.sweep_approval_deadlines", "GATEKEEPER_SCHEDULE_APPROVAL_DEADLINES_SECONDS", 300
     ),

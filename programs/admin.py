@@ -294,7 +294,15 @@ class BusinessUnitAdmin(admin.ModelAdmin):
 
 @admin.register(Milestone)
 class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
-    list_display = ("title", "initiative", "stage", "owner", "due_at", "status")
+    list_display = (
+        "title",
+        "initiative",
+        "stage",
+        "owner",
+        "due_at",
+        "status",
+        "external_deleted_at",
+    )
     list_filter = ("status", "stage", "is_gate_condition")
     search_fields = ("title", "initiative__key", "external_key")
     readonly_fields = (
@@ -305,6 +313,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
         "is_gate_condition",
         "next_alert_at",
         "alert_level",
+        "external_deleted_at",
     )
     list_select_related = ("initiative", "owner")
     actions = ["mark_done", "waive"]

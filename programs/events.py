@@ -177,10 +177,13 @@ def _milestone_closed(milestone: Milestone, *, verb: str) -> Outgoing:
     summary = f"Milestone '{milestone.title}' of {_label(initiative)} was {verb}."
     if milestone.waive_reason:
         summary += f" Reason: {milestone.waive_reason}"
+    # Keyed by the closing time too: a milestone reopened (its ticket was) and closed again is
+    # news again.
+    closed_at = milestone.completed_at.isoformat() if milestone.completed_at else ""
     return _outgoing(
         f"milestone.{milestone.status}",
         initiative,
-        key=str(milestone.pk),
+        key=f"{milestone.pk}:{closed_at}",
         title=f"Milestone {milestone.status}: {milestone.title} ({_label(initiative)})",
         summary=summary,
         recipients=dedupe([person(milestone.owner, "milestone_owner")]),
@@ -194,6 +197,39 @@ def milestone_done(milestone: Milestone) -> Outgoing:
 
 def milestone_waived(milestone: Milestone) -> Outgoing:
     return _milestone_closed(milestone, verb="waived")
+
+
+def milestone_reopened(milestone: Milestone, *, reason: str, now: dt.datetime) -> Outgoing:
+    initiative = milestone.initiative
+    return _outgoing(
+        "milestone.reopened",
+        initiative,
+        # A milestone may be reopened more than once; each time is its own fact.
+        key=f"{milestone.pk}:{now.isoformat()}",
+        title=f"Milestone reopened: {milestone.title} ({_label(initiative)})",
+        summary=f"Milestone '{milestone.title}' was reopened: {reason}",
+        recipients=dedupe([person(milestone.owner, "milestone_owner")]),
+        milestone={"id": milestone.pk, "title": milestone.title, "status": milestone.status},
+        reason=reason,
+    )
+
+
+def milestone_ticket_deleted(milestone: Milestone) -> Outgoing:
+    initiative = milestone.initiative
+    ticket = f"{milestone.external_system}:{milestone.external_key}"
+    return _outgoing(
+        "milestone.ticket_deleted",
+        initiative,
+        key=str(milestone.pk),
+        title=f"Linked ticket deleted: {ticket} ({milestone.title}, {_label(initiative)})",
+        summary=(
+            f"Ticket {ticket} linked to milestone '{milestone.title}' was deleted. "
+            "Complete or waive the milestone, or link it to another ticket."
+        ),
+        recipients=dedupe([person(milestone.owner, "milestone_owner")]),
+        milestone={"id": milestone.pk, "title": milestone.title, "status": milestone.status},
+        ticket={"system": milestone.external_system, "key": milestone.external_key},
+    )
 
 
 def _milestone_alert(

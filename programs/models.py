@@ -298,6 +298,9 @@ class Milestone(models.Model):
     is_gate_condition = models.BooleanField(default=False)
     external_system = models.CharField(max_length=40, blank=True)
     external_key = models.CharField(max_length=100, blank=True)
+    # Set when the linked ticket is deleted in its system: flagged for a person to decide, since
+    # deleting a ticket says nothing about whether the work was done.
+    external_deleted_at = models.DateTimeField(null=True, blank=True)
     # When the overdue sweep next looks at this milestone, and the alert level reached so far
     # (0 none, 1 owner alerted at due, 2 escalated); stored so sweeps read only what is due.
     next_alert_at = models.DateTimeField(null=True, blank=True)

@@ -28,6 +28,8 @@ from programs.services.metrics import metric_add, metric_record_value, metric_up
 from programs.services.milestones import (
     milestone_add,
     milestone_complete,
+    milestone_flag_ticket_deleted,
+    milestone_reopen,
     milestone_update,
     milestone_waive,
 )
@@ -48,6 +50,8 @@ __all__ = [
     "metric_update",
     "milestone_add",
     "milestone_complete",
+    "milestone_flag_ticket_deleted",
+    "milestone_reopen",
     "milestone_update",
     "milestone_waive",
 ]

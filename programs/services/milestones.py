@@ -91,15 +91,19 @@ def milestone_update(
     return locked
 
 
+def _lock_milestone(milestone: Milestone) -> Milestone:
+    return (
+        Milestone.objects.select_for_update(of=("self",))
+        .select_related("initiative", "initiative__business_unit", "owner")
+        .get(pk=milestone.pk)
+    )
+
+
 def _close_milestone(
     *, milestone: Milestone, actor: User | None, status: str, reason: str = ""
 ) -> Milestone:
     with transaction.atomic():
-        locked = (
-            Milestone.objects.select_for_update(of=("self",))
-            .select_related("initiative", "initiative__business_unit", "owner")
-            .get(pk=milestone.pk)
-        )
+        locked = _lock_milestone(milestone)
         if status == MilestoneStatus.DONE:
             require_perm(actor, "programs.complete_milestone", locked)
         else:
@@ -133,3 +137,51 @@ def milestone_waive(*, milestone: Milestone, actor: User | None, reason: str) ->
     return _close_milestone(
         milestone=milestone, actor=actor, status=MilestoneStatus.WAIVED, reason=reason
     )
+
+
+# --- ticketing -------------------------------------------------------------------------------
+# Services a ticketing integration drives (integrations/ calls them with its service account).
+# Like milestone_complete they are idempotent, so a replayed webhook changes nothing twice.
+
+
+def milestone_reopen(*, milestone: Milestone, actor: User | None, reason: str) -> Milestone:
+    """Put a done milestone back to open (its ticket was reopened); open already is a no-op.
+
+    Its overdue alerts start over from level 0 at its due date, as when milestone_update moves
+    the date. A waived milestone stays waived: that was a person's decision, not a ticket's.
+    """
+    with transaction.atomic():
+        locked = _lock_milestone(milestone)
+        # Reopening undoes a completion, so whoever may complete it may reopen it.
+        require_perm(actor, "programs.complete_milestone", locked)
+        if locked.status == MilestoneStatus.OPEN:
+            return locked
+        if locked.status != MilestoneStatus.DONE:
+            raise Conflict(f"Milestone '{locked.title}' is {locked.status}; it can't be reopened")
+        locked.status = MilestoneStatus.OPEN
+        locked.completed_at = None
+        locked.completed_by = None
+        locked.next_alert_at = locked.due_at
+        locked.alert_level = 0
+        locked.save()
+        events.emit_event(events.milestone_reopened(locked, reason=reason, now=timezone.now()))
+    milestone.refresh_from_db()
+    return locked
+
+
+def milestone_flag_ticket_deleted(*, milestone: Milestone, actor: User | None) -> Milestone:
+    """Record that the milestone's linked ticket was deleted and tell its owner (once).
+
+    The status is left alone: a deleted ticket neither proves the work done nor undone, so a
+    person decides (complete, waive, or link another ticket).
+    """
+    with transaction.atomic():
+        locked = _lock_milestone(milestone)
+        require_perm(actor, "programs.complete_milestone", locked)
+        if locked.external_deleted_at is not None:
+            return locked
+        locked.external_deleted_at = timezone.now()
+        locked.save(update_fields=["external_deleted_at"])
+        events.emit_event(events.milestone_ticket_deleted(locked))
+    milestone.refresh_from_db()
+    return locked

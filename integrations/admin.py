@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+
+from gatekeeper.admin_utils import ViewOnlyMixin
+from integrations import services
+from integrations.models import InboundDelivery, InboundStatus, Integration, TicketState
+
+
+class _RulesModuleMixin:
+    """Staff who may view the model see the app (rules answers per model, not per module)."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(
+            request.user.is_active and request.user.is_staff and self.has_view_permission(request)  # type: ignore[attr-defined]
+        )
+
+
+def _show_secret_once(
+    request: HttpRequest, integration: Integration, secret: str, what: str
+) -> None:
+    messages.warning(
+        request,
+        f"{what} signing secret of {integration.name}: {secret} — copy it into the "
+        "ticketing system now; it will not be shown again.",
+    )
+
+
+@admin.register(Integration)
+class IntegrationAdmin(_RulesModuleMixin, admin.ModelAdmin):
+    list_display = ["name", "kind", "slug", "is_active", "service_user", "masked_secret"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["name", "slug"]
+    filter_horizontal = ["business_units"]
+    fields = [
+        "name",
+        "slug",
+        "kind",
+        "service_user",
+        "business_units",
+        "is_active",
+        "webhook_path",
+        "masked_secret",
+        "secret_rotated_at",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = [
+        "webhook_path",
+        "masked_secret",
+        "secret_rotated_at",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["rotate_secret"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The URL Jira calls contains the slug and the kind decides how it is read.
+        locked = ["slug", "kind"] if obj is not None else []
+        return [*super().get_readonly_fields(request, obj), *locked]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="secret")
+    def masked_secret(self, obj: Integration) -> str:
+        return obj.masked_secret
+
+    @admin.display(description="webhook URL path")
+    def webhook_path(self, obj: Integration) -> str:
+        if obj.pk is None:
+            return "(after saving)"
+        return reverse(f"integrations:{obj.kind}", args=[obj.slug])
+
+    def save_model(self, request: HttpRequest, obj: Integration, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            _show_secret_once(request, obj, obj.secret, "The")
+
+    @admin.action(description="Rotate the signing secret (shown once)", permissions=["change"])
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Integration]) -> None:
+        for integration in queryset:
+            secret = services.integration_rotate_secret(integration=integration)
+            _show_secret_once(request, integration, secret, "New")
+
+
+@admin.register(InboundDelivery)
+class InboundDeliveryAdmin(_RulesModuleMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "integration",
+        "delivery_id",
+        "event_type",
+        "status",
+        "attempts",
+        "received_at",
+        "next_attempt_at",
+        "short_note",
+        "short_error",
+    ]
+    list_filter = ["status", "integration", "event_type"]
+    search_fields = ["delivery_id", "result_note", "last_error"]
+    list_select_related = ["integration"]
+    date_hierarchy = "received_at"
+    readonly_fields = [
+        "integration",
+        "delivery_id",
+        "event_type",
+        "body",
+        "received_at",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "claimed_at",
+        "last_error",
+        "applied_at",
+        "result_note",
+        "updated_at",
+    ]
+    fields = tuple(readonly_fields)
+    actions = ["retry"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the inbox is the record of what the ticketing systems asked for
+
+    @admin.display(description="result")
+    def short_note(self, obj: InboundDelivery) -> str:
+        return obj.result_note[:80]
+
+    @admin.display(description="last error")
+    def short_error(self, obj: InboundDelivery) -> str:
+        return obj.last_error[:80]
+
+    @admin.action(description="Retry selected dead or failed deliveries", permissions=["change"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[InboundDelivery]) -> None:
+        retryable = [InboundStatus.DEAD, InboundStatus.FAILED]
+        ids = list(queryset.filter(status__in=retryable).values_list("id", flat=True))
+        retried = sum(services.inbound_delivery_retry(delivery_id=i) for i in ids)
+        self.message_user(request, f"{retried} deliveries queued to be applied again.")
+        skipped = queryset.count() - retried
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} selected deliveries were not dead or failed; left alone.",
+                messages.WARNING,
+            )
+
+
+@admin.register(TicketState)
+class TicketStateAdmin(_RulesModuleMixin, ViewOnlyMixin, admin.ModelAdmin):
+    list_display = ["integration", "issue_key", "last_event_ts", "updated_at"]
+    list_filter = ["integration"]
+    search_fields = ["issue_key"]
