@@ -7,7 +7,7 @@ class GatesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from gates.port import GateReviewPort, stage_budget
+        from gates.adapters import GateReviewPort, stage_budget
         from gates.services import reviews_withdraw_on_stage_change
         from programs.ports import (
             register_gate_port,

@@ -118,7 +118,7 @@ class Criterion(ImmutableModel):
     code = models.SlugField(max_length=60)
     text = models.CharField(max_length=300)
     kind = models.CharField(max_length=10, choices=CriterionKind.choices)
-    # Name of the automatic check in gates.checks.CHECKS; blank for evidence criteria.
+    # Name of the automatic check in gates.criteria.CHECKS; blank for evidence criteria.
     check_name = models.CharField(max_length=60, blank=True)
     required = models.BooleanField(default=True)
     # Risk tiers this criterion applies to; empty means every tier.

@@ -1,4 +1,4 @@
-"""Reads for gates: checklists, approver resolution, the approvals inbox, the evidence pack.
+"""Reads for gates: checklists, approver resolution, delegation, the approvals inbox.
 
 Query-conscious: a checklist costs one query for evidence plus one per automatic check, and the
 inbox is a single query with its relations joined.
@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Prefetch, Q, QuerySet
-from django.urls import reverse
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from gates.checks import run_check
+from gatekeeper.types import User
+from gates.criteria import run_check
 from gates.models import (
     Approval,
     ApprovalStatus,
@@ -24,16 +24,13 @@ from gates.models import (
     Criterion,
     CriterionKind,
     Delegation,
-    EventKind,
     Evidence,
     Gate,
     GateApprover,
     GateReview,
     GateRole,
     GateTemplate,
-    ReviewEvent,
 )
-from gates.policy import QuorumResult, quorum
 from programs.models import Initiative
 from programs.roles import APPROVERS, INTEGRATIONS, PMO
 
@@ -70,28 +67,6 @@ class CriterionStatus:
     reasons: list[str] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        c = self.criterion
-        return {
-            "code": c.code,
-            "text": c.text,
-            "kind": c.kind,
-            "required": c.required,
-            "satisfied": self.satisfied,
-            "reasons": self.reasons,
-            "evidence": [
-                {
-                    "id": e.pk,
-                    "url": e.url,
-                    "note": e.note,
-                    "attached_by": _person(e.attached_by),
-                    "attached_at": e.attached_at.isoformat(),
-                    "carried_from_evidence_id": e.carried_from_id,
-                }
-                for e in self.evidence
-            ],
-        }
-
 
 def review_checklist(*, review: GateReview) -> list[CriterionStatus]:
     """Every criterion that applies to the review, evaluated now (automatic ones from live data)."""
@@ -112,13 +87,15 @@ def review_checklist(*, review: GateReview) -> list[CriterionStatus]:
     return result
 
 
-def review_unmet_criteria(*, review: GateReview) -> list[str]:
-    """Reasons the required criteria are not all satisfied, in template order."""
-    unmet: list[str] = []
-    for status in review_checklist(review=review):
-        if status.criterion.required and not status.satisfied:
-            unmet.extend(f"{status.criterion.text}: {reason}" for reason in status.reasons)
-    return unmet
+def unmet_criteria(checklist: Iterable[CriterionStatus]) -> list[str]:
+    """Why the required criteria of ``checklist`` are not all satisfied, in template order: what
+    refuses a submission (advisory criteria never do)."""
+    return [
+        f"{status.criterion.text}: {reason}"
+        for status in checklist
+        if status.criterion.required and not status.satisfied
+        for reason in status.reasons
+    ]
 
 
 # --- approvers ---------------------------------------------------------------------------
@@ -126,12 +103,12 @@ def review_unmet_criteria(*, review: GateReview) -> list[str]:
 
 @dataclass
 class ResolvedApprovers:
-    slots: list[tuple[str, Any]]  # (role, user)
+    slots: list[tuple[str, User]]  # (role, user)
     unmet: list[str]
 
 
 def resolve_approvers(
-    *, initiative: Initiative, template: GateTemplate, risk_tier: str, submitter: Any
+    *, initiative: Initiative, template: GateTemplate, risk_tier: str, submitter: User | None
 ) -> ResolvedApprovers:
     """The person for each required role, or the reasons some role can't be filled.
 
@@ -146,7 +123,7 @@ def resolve_approvers(
             role__in=roles,
         ).select_related("user")
     }
-    slots: list[tuple[str, Any]] = []
+    slots: list[tuple[str, User]] = []
     unmet: list[str] = []
     for role in roles:
         label = GateRole(role).label
@@ -197,7 +174,7 @@ def resolve_approvers(
     return ResolvedApprovers(slots, unmet)
 
 
-def principals_of(user: Any, day: dt.date | None = None) -> set[int]:
+def principals_of(user: User, day: dt.date | None = None) -> set[int]:
     """The approvers ``user`` may act for on ``day``: themselves and whoever delegated to them."""
     day = day or timezone.localdate()
     ids = set(
@@ -209,7 +186,15 @@ def principals_of(user: Any, day: dt.date | None = None) -> set[int]:
     return ids
 
 
-def approvals_inbox(*, user: Any, day: dt.date | None = None) -> QuerySet[Approval]:
+def deputies_of(user_id: int, day: dt.date) -> list[User]:
+    """Who may act for ``user_id`` on ``day`` (one entry per delegation in force)."""
+    delegations = Delegation.objects.filter(
+        principal_id=user_id, starts_on__lte=day, ends_on__gte=day, revoked_at__isnull=True
+    ).select_related("deputy")
+    return [d.deputy for d in delegations]
+
+
+def approvals_inbox(*, user: User, day: dt.date | None = None) -> QuerySet[Approval]:
     """Pending approvals the user may decide now: theirs and those of whom they deputise for."""
     if not user.is_authenticated:
         return Approval.objects.none()
@@ -230,7 +215,7 @@ def approvals_inbox(*, user: Any, day: dt.date | None = None) -> QuerySet[Approv
     )
 
 
-def reviews_visible_to(*, user: Any) -> QuerySet[GateReview]:
+def reviews_visible_to(*, user: User) -> QuerySet[GateReview]:
     qs = GateReview.objects.select_related(
         "initiative", "initiative__business_unit", "gate", "template", "submitted_by"
     )
@@ -244,142 +229,3 @@ def reviews_visible_to(*, user: Any) -> QuerySet[GateReview]:
         | Q(initiative__delivery_lead=user)
         | Q(approvals__approver_id__in=principals_of(user))
     ).distinct()
-
-
-def review_quorum(review: GateReview) -> QuorumResult:
-    statuses = [a.status for a in review.approvals.all()]
-    return quorum(review.template.quorum_policy, review.template.quorum_n, statuses)
-
-
-# --- evidence pack -----------------------------------------------------------------------
-
-
-def _person(user: Any) -> dict[str, Any] | None:
-    if user is None:
-        return None
-    return {
-        "id": user.pk,
-        "username": user.get_username(),
-        "name": user.get_full_name() or user.get_username(),
-        "email": user.email,
-    }
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def review_for_pack(review_id: int) -> GateReview:
-    return (
-        GateReview.objects.select_related(
-            "initiative",
-            "initiative__business_unit",
-            "initiative__business_owner",
-            "initiative__sponsor",
-            "gate",
-            "template",
-            "submitted_by",
-            "created_by",
-        )
-        .prefetch_related(
-            Prefetch("template__criteria", queryset=Criterion.objects.order_by("position")),
-            "template__approvers",
-            Prefetch(
-                "approvals",
-                queryset=Approval.objects.select_related("approver", "decided_by").order_by("id"),
-            ),
-            Prefetch(
-                "events",
-                queryset=ReviewEvent.objects.select_related("actor", "on_behalf_of").order_by(
-                    "created_at", "id"
-                ),
-            ),
-            "conditions__owner",
-            "conditions__milestone",
-        )
-        .get(pk=review_id)
-    )
-
-
-def evidence_pack(*, review: GateReview) -> dict[str, Any]:
-    """Everything a later audit needs about one gate decision, as plain JSON-ready data."""
-    initiative = review.initiative
-    submitted = next((e for e in review.events.all() if e.kind == EventKind.SUBMITTED), None)
-    return {
-        "schema": "gatekeeper.evidence-pack/1",
-        "generated_at": timezone.now().isoformat(),
-        "initiative": {
-            "id": initiative.pk,
-            "key": initiative.key,
-            "name": initiative.name,
-            "business_unit": initiative.business_unit.code,
-            "risk_tier": initiative.risk_tier,
-            "stage": initiative.stage,
-            "business_owner": _person(initiative.business_owner),
-            "sponsor": _person(initiative.sponsor),
-            "target_workflow": initiative.target_workflow,
-        },
-        "review": {
-            "id": review.pk,
-            "gate": review.gate.code,
-            "gate_name": review.gate.name,
-            "from_stage": review.gate.from_stage,
-            "to_stage": review.gate.to_stage,
-            "template_version": review.template.version,
-            "quorum_policy": review.template.quorum_policy,
-            "quorum_n": review.template.quorum_n,
-            "decision_sla_business_days": review.template.decision_sla_business_days,
-            "risk_tier": review.effective_risk_tier,
-            "state": review.state,
-            "outcome": review.outcome,
-            "decision_summary": review.decision_summary,
-            "created_by": _person(review.created_by),
-            "created_at": _iso(review.created_at),
-            "submitted_by": _person(review.submitted_by),
-            "submitted_at": _iso(review.submitted_at),
-            "decided_at": _iso(review.decided_at),
-            "closed_reason": review.closed_reason,
-        },
-        "criteria": [s.as_dict() for s in review_checklist(review=review)],
-        "criteria_at_submission": (submitted.data.get("criteria", []) if submitted else []),
-        "approvals": [
-            {
-                "id": a.pk,
-                "role": a.role,
-                "approver": _person(a.approver),
-                "decided_by": _person(a.decided_by),
-                "on_behalf_of": _person(a.approver) if a.on_behalf else None,
-                "status": a.status,
-                "outcome": a.outcome,
-                "comment": a.comment,
-                "due_at": _iso(a.due_at),
-                "decided_at": _iso(a.decided_at),
-            }
-            for a in review.approvals.all()
-        ],
-        "conditions": [
-            {
-                "title": c.title,
-                "owner": _person(c.owner),
-                "due_at": _iso(c.due_at),
-                "milestone_id": c.milestone_id,
-                "milestone_status": c.milestone.status if c.milestone else None,
-            }
-            for c in review.conditions.all()
-        ],
-        "events": [
-            {
-                "kind": e.kind,
-                "actor": _person(e.actor),
-                "on_behalf_of": _person(e.on_behalf_of),
-                "approval_id": e.approval_id,
-                "at": _iso(e.created_at),
-                "data": e.data,
-            }
-            for e in review.events.all()
-        ],
-        "links": {
-            "html": reverse("gates:evidence-pack-html", args=[review.pk]),
-            "json": reverse("gates:evidence-pack-json", args=[review.pk]),
-        },
-    }

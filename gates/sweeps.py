@@ -10,48 +10,15 @@ then) and escalates.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from gatekeeper.db import create_once
-from gates.models import AlertKind, Approval, ApprovalAlert, ApprovalStatus, Delegation, ReviewState
-from notifications.outbox import emit
-from programs.events import initiative_summary
-from programs.roles import PMO
+from gates import events
+from gates.models import AlertKind, Approval, ApprovalAlert, ApprovalStatus, ReviewState
 from programs.stages import ACTIVE_STAGES
-
-
-def _admin_path(name: str, *args: Any) -> str:
-    try:
-        return reverse(name, args=args)
-    except NoReverseMatch:
-        return ""
-
-
-def _recipient(user: Any, role: str) -> list[dict[str, Any]]:
-    if user is None:
-        return []
-    return [{"user_id": user.pk, "email": user.email, "role": role}]
-
-
-def _deputies(approval: Approval, day: dt.date) -> list[dict[str, Any]]:
-    delegations = Delegation.objects.filter(
-        principal_id=approval.approver_id,
-        starts_on__lte=day,
-        ends_on__gte=day,
-        revoked_at__isnull=True,
-    ).select_related("deputy")
-    return [r for d in delegations for r in _recipient(d.deputy, "deputy")]
-
-
-def _pmo() -> list[dict[str, Any]]:
-    users = get_user_model()._default_manager.filter(groups__name=PMO, is_active=True)
-    return [{"user_id": u.pk, "email": u.email, "role": "pmo"} for u in users]
 
 
 def sweep_approval_deadlines(*, now: dt.datetime | None = None, batch: int | None = None) -> int:
@@ -91,64 +58,13 @@ def sweep_approval_deadlines(*, now: dt.datetime | None = None, batch: int | Non
             kind = AlertKind.REMINDER if now < approval.due_at else AlertKind.ESCALATION
             # Already recorded (a racing or repeated sweep sent it): only move the deadline on.
             if create_once(ApprovalAlert, approval=approval, kind=kind):
-                _emit(approval, kind, now)
+                alert = (
+                    events.approval_reminder(approval=approval, today=timezone.localdate(now))
+                    if kind == AlertKind.REMINDER
+                    else events.approval_escalated(approval=approval, now=now)
+                )
+                alert.emit()
                 sent += 1
             approval.remind_at = approval.due_at if kind == AlertKind.REMINDER else None
             approval.save(update_fields=["remind_at"])
     return sent
-
-
-def _emit(approval: Approval, kind: str, now: dt.datetime) -> None:
-    review = approval.review
-    initiative = review.initiative
-    due_local = timezone.localtime(approval.due_at)
-    decide_url = _admin_path("admin:gates_approvalinbox_decide", approval.pk)
-    common = {
-        "initiative": initiative_summary(initiative),
-        "review": {"id": review.pk, "gate": review.gate.code},
-        "approval": {
-            "id": approval.pk,
-            "role": approval.role,
-            "approver_id": approval.approver_id,
-            "due_at": approval.due_at.isoformat(),
-        },
-        "admin_url": decide_url,
-    }
-    if kind == AlertKind.REMINDER:
-        emit(
-            "approval.reminder",
-            {
-                **common,
-                "title": f"Reminder: {review.gate.code} decision on {initiative.key} due "
-                f"{due_local:%a %d %b %H:%M}",
-                "summary": (
-                    f"Your {approval.get_role_display()} decision on the {review.gate.code} "
-                    f"review of {initiative.key} {initiative.name} is due "
-                    f"{due_local:%a %d %b %Y %H:%M}."
-                ),
-                "recipients": _recipient(approval.approver, "approver")
-                + _deputies(approval, timezone.localdate(now)),
-            },
-            key=f"approval.reminder:{approval.pk}",
-        )
-        return
-    hours_late = int((now - approval.due_at).total_seconds() // 3600)
-    emit(
-        "approval.escalated",
-        {
-            **common,
-            "title": f"Overdue decision: {review.gate.code} of {initiative.key} waits on "
-            f"{approval.approver}",
-            "summary": (
-                f"The {approval.get_role_display()} decision by {approval.approver} on the "
-                f"{review.gate.code} review of {initiative.key} {initiative.name} was due "
-                f"{due_local:%a %d %b %Y %H:%M} and is still pending ({hours_late} h late)."
-            ),
-            "hours_late": hours_late,
-            "recipients": _recipient(initiative.sponsor, "sponsor")
-            + _pmo()
-            + _recipient(approval.approver, "approver")
-            + _recipient(review.submitted_by, "submitter"),
-        },
-        key=f"approval.escalated:{approval.pk}",
-    )

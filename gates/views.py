@@ -8,8 +8,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from gates.evidence_pack import evidence_pack, review_for_pack
 from gates.models import GateReview
-from gates.selectors import evidence_pack, review_for_pack
 
 
 def _review(request: HttpRequest, review_id: int) -> GateReview | HttpResponse:

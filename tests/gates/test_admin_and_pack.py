@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from gates import selectors, services
+from gates import evidence_pack, selectors, services
 from gates.models import (
     ApprovalStatus,
     GateReview,
@@ -427,8 +427,8 @@ def test_evidence_pack_query_count_does_not_grow_with_approvals(
     django_assert_max_num_queries, decided_review
 ):
     with django_assert_max_num_queries(20):
-        review = selectors.review_for_pack(decided_review.pk)
-        selectors.evidence_pack(review=review)
+        review = evidence_pack.review_for_pack(decided_review.pk)
+        evidence_pack.evidence_pack(review=review)
 
 
 def test_gate_verdict_is_cheap(django_assert_max_num_queries, decided_review, initiative):

@@ -11,6 +11,7 @@ from django.db import transaction
 from gatekeeper.errors import Conflict
 from gates import services
 from gates.models import GateReview, ReviewEvent, ReviewState
+from gates.services import decisions
 from notifications.models import Event
 from programs import services as programs
 from programs.models import Initiative, StageTransition
@@ -178,13 +179,13 @@ def test_final_decisions_on_two_reviews_that_notify_each_others_approvers_do_not
 
     # Hold both decisions at the point where each owns its locks, so the race is certain.
     barrier = threading.Barrier(2)
-    decide_review = services._decide_review
+    decide_review = decisions._decide_review
 
     def in_step(**kwargs):
         barrier.wait(timeout=10)
         return decide_review(**kwargs)
 
-    monkeypatch.setattr(services, "_decide_review", in_step)
+    monkeypatch.setattr(decisions, "_decide_review", in_step)
     results = run_at_once(
         lambda: services.approval_decide(approval=lasts[0], actor=panel.pmo, decision="approve"),
         lambda: services.approval_decide(approval=lasts[1], actor=shared_owner, decision="approve"),

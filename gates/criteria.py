@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from programs.models import Initiative, MilestoneStatus
+from programs.selectors import metrics_missing_baseline_or_target
 
 Check = Callable[[Initiative], list[str]]
 
@@ -27,9 +28,9 @@ def business_owner_from_business_line(initiative: Initiative) -> list[str]:
 
 
 def metric_with_baseline_and_target(initiative: Initiative) -> list[str]:
-    if not initiative.metrics.filter(baseline__isnull=False, target__isnull=False).exists():
-        return ["at least one success metric needs both a baseline and a target"]
-    return []
+    # The same rule G1's lifecycle guard applies: one read, so the checklist and the guard
+    # can never disagree.
+    return metrics_missing_baseline_or_target(initiative)
 
 
 def target_workflow_named(initiative: Initiative) -> list[str]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from gates.models import GateReview, GateTemplate, ReviewState
-from gates.policy import quorum
+from gates.quorum import quorum
 from programs.models import MilestoneStatus
 from programs.ports import GateVerdict
 from programs.stages import GATE_INTO, Stage

@@ -1,4 +1,5 @@
-"""The quorum rule, pure: used by the decision service and re-checked by the gate port."""
+"""The quorum rule, pure: used by the decision service and re-checked by the gate verdict
+adapter (``gates.adapters``)."""
 
 from __future__ import annotations
 

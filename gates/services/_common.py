@@ -1,0 +1,91 @@
+"""What every gates service shares: the review lock, refusals, and the review's event log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatekeeper.errors import PermissionDenied, ValidationFailed
+from gatekeeper.types import User
+from gates.models import Approval, GateReview, ReviewEvent
+from programs.models import Initiative
+
+
+@dataclass
+class Errors:
+    """Collects every invalid field, so one refusal lists them all."""
+
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, key: str, message: str) -> None:
+        self.errors.setdefault(key, []).append(message)
+
+    def raise_if_any(self, detail: str) -> None:
+        if self.errors:
+            raise ValidationFailed(detail, errors=self.errors)
+
+
+def require_actor(actor: User | None, what: str) -> User:
+    if actor is None or not getattr(actor, "is_authenticated", False):
+        raise PermissionDenied(f"{what} needs a signed-in person")
+    return actor
+
+
+def require_perm(actor: User | None, perm: str, obj: Any) -> None:
+    if actor is None:
+        return  # the system itself (a migration, a sweep)
+    if not actor.has_perm(perm, obj):
+        raise PermissionDenied(f"{actor} may not do this ({perm}) on {obj}")
+
+
+def groups_of(user: User) -> set[str]:
+    return set(user.groups.values_list("name", flat=True))
+
+
+def lock_review(review_id: int) -> GateReview:
+    """Lock the review's initiative, then the review.
+
+    One lock order for every write that touches both rows: programs' lifecycle moves lock the
+    initiative first and then (through the stage listener) withdraw its open reviews, so a gates
+    write that took the review first and the initiative second (a deciding approval moving the
+    initiative) could deadlock against a hold or cancel. Locking the initiative here also keeps
+    its owner and risk tier still while a submit resolves approvers from them. Locking it again
+    later in the same transaction (programs' own services do) is a no-op for PostgreSQL.
+    """
+    # A review never changes initiative, so reading the id unlocked is safe.
+    initiative_id = GateReview.objects.values_list("initiative_id", flat=True).get(pk=review_id)
+    list(
+        Initiative.objects.select_for_update(of=("self",))
+        .filter(pk=initiative_id)
+        .values_list("pk", flat=True)
+    )
+    return (
+        GateReview.objects.select_for_update(of=("self",))
+        .select_related(
+            "initiative",
+            "initiative__business_unit",
+            "gate",
+            "template",
+        )
+        .get(pk=review_id)
+    )
+
+
+def review_log(
+    review: GateReview,
+    kind: str,
+    actor: User | None,
+    *,
+    approval: Approval | None = None,
+    on_behalf_of: User | None = None,
+    data: dict[str, Any] | None = None,
+) -> ReviewEvent:
+    """Append to the review's own history (who did what, and for whom)."""
+    return ReviewEvent.objects.create(
+        review=review,
+        kind=kind,
+        actor=actor,
+        approval=approval,
+        on_behalf_of=on_behalf_of,
+        data=data or {},
+    )
