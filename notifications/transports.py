@@ -89,6 +89,13 @@ class EmailTransport(Transport):
         )
         mail.attach_alternative(render_to_string("notifications/email.html", context), "text/html")
         try:
+            # Built here, not inside the backend, so a message that can never be built (a
+            # newline in a header from an initiative's name) is told apart from a mail server
+            # failing: resending the same content would fail the same way every time.
+            mail.message()
+        except ValueError as exc:  # BadHeaderError, or a newline in an address
+            raise TransportError(f"message cannot be built: {exc}", permanent=True) from exc
+        try:
             mail.send(fail_silently=False)
         except smtplib.SMTPRecipientsRefused as exc:
             raise TransportError(f"recipient refused: {exc.recipients}", permanent=True) from exc
