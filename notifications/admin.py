@@ -8,33 +8,20 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from gatekeeper.admin_utils import ReadOnlyInline, ViewOnlyMixin
 from notifications import services
 from notifications.models import Delivery, DeliveryStatus, Event, Notification, WebhookEndpoint
 
 
-class ReadOnlyAdminMixin:
-    """Outbox rows are history written by services; the admin shows them and offers actions."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class DeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
+class DeliveryInline(ReadOnlyInline):
     model = Delivery
     fields = ("channel", "recipient_label", "status", "attempts", "next_attempt_at", "last_error")
     readonly_fields = fields
-    extra = 0
     show_change_link = True
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class EventAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_display = ["type", "key", "created_at"]
     list_filter = ["type"]
     search_fields = ["key", "type"]
@@ -44,7 +31,7 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "event_type",

@@ -19,6 +19,8 @@ from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 
+from notifications.destinations import destination_problem
+
 
 class Event(models.Model):
     """An outbox row, written in the same transaction as the change that caused it.
@@ -117,6 +119,10 @@ class WebhookEndpoint(models.Model):
         problem = event_types_problem(self.event_types)
         if problem is not None:
             raise ValidationError({"event_types": problem})
+        # A clear error at save; the send itself is guarded at connect time regardless.
+        url_problem = destination_problem(self.url) if self.url else None
+        if url_problem is not None:
+            raise ValidationError({"url": f"This URL {url_problem}."})
 
     def subscribes_to(self, event_type: str) -> bool:
         """Callers check ``event_types_problem`` first; this assumes a valid list."""

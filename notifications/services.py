@@ -1,7 +1,7 @@
-"""Sending deliveries: claim, send through the channel's transport, record the outcome.
+"""Sending deliveries: claim, send through the channel's transport, record the result.
 
 At-least-once with a claim (CONVENTIONS.md §5): a delivery is sent only by the worker whose
-conditional UPDATE moved it to ``sending``; the outcome is written only while that worker still
+conditional UPDATE moved it to ``sending``; the result is written only while that worker still
 holds the claim (its token). A worker that dies mid-send leaves the row ``sending``; after the
 lease the redispatch sweep hands it out again. Receivers dedupe on ``webhook-id``, which is the
 same on every attempt.
@@ -48,7 +48,7 @@ def backoff_seconds(attempt: int, *, conf: DeliveryConf, retry_after: float | No
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DeliveryResult:
     delivery_id: int
     status: str  # "delivered", "retry", "dead", or "skipped" (not claimable by us now)
     detail: str = ""
@@ -62,7 +62,7 @@ def _claimable(now: dt.datetime, conf: DeliveryConf) -> Q:
     )
 
 
-def delivery_attempt(*, delivery_id: int) -> Outcome:
+def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
     """Claim and send one delivery if it is due; a no-op if it is done or someone holds it."""
     conf = get_conf()
     now = timezone.now()
@@ -77,7 +77,7 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
         updated_at=now,
     )
     if claimed != 1:
-        return Outcome(delivery_id, "skipped")
+        return DeliveryResult(delivery_id, "skipped")
     delivery = Delivery.objects.select_related("event", "endpoint", "recipient_user").get(
         pk=delivery_id
     )
@@ -108,12 +108,12 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
         last_status_code=status_code,
         updated_at=finished,
     )
-    return Outcome(delivery_id, "delivered")
+    return DeliveryResult(delivery_id, "delivered")
 
 
 def _record_failure(
     delivery: Delivery, token: uuid.UUID, exc: TransportError, conf: DeliveryConf
-) -> Outcome:
+) -> DeliveryResult:
     finished = timezone.now()
     error = f"attempt {delivery.attempts}: {exc.message}"[:MAX_ERROR_LENGTH]
     fields: dict[str, Any] = {
@@ -124,7 +124,7 @@ def _record_failure(
     }
     if exc.permanent or delivery.attempts >= conf.max_attempts:
         fields.update(status=DeliveryStatus.DEAD, next_attempt_at=None)
-        outcome = "dead"
+        result = "dead"
         logger.warning("delivery %s dead-lettered: %s", delivery.pk, error)
     else:
         delay = backoff_seconds(delivery.attempts, conf=conf, retry_after=exc.retry_after)
@@ -132,9 +132,9 @@ def _record_failure(
             status=DeliveryStatus.PENDING,
             next_attempt_at=finished + dt.timedelta(seconds=delay),
         )
-        outcome = "retry"
+        result = "retry"
     Delivery.objects.filter(pk=delivery.pk, claim_token=token).update(**fields)
-    return Outcome(delivery.pk, outcome, error)
+    return DeliveryResult(delivery.pk, result, error)
 
 
 def deliveries_due(*, now: dt.datetime | None = None, limit: int | None = None) -> list[int]:

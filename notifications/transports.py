@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import ipaddress
 import json
 import smtplib
-import socket
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -23,6 +20,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from notifications.conf import get_conf
+from notifications.destinations import DestinationNotAllowed, webhook_session
 from notifications.messages import render
 from notifications.models import Channel, Delivery, Notification
 
@@ -44,6 +42,11 @@ class TransportError(Exception):
         self.permanent = permanent
         self.retry_after = retry_after
         self.status_code = status_code
+
+
+# The whole error a refused webhook destination gets: no address, status or body of anything
+# inside the network.
+REFUSED_DESTINATION = "destination not allowed (non-public address)"
 
 
 class EndpointGone(TransportError):
@@ -85,6 +88,13 @@ class EmailTransport(Transport):
             },
         )
         mail.attach_alternative(render_to_string("notifications/email.html", context), "text/html")
+        try:
+            # Built here, not inside the backend, so a message that can never be built (a
+            # newline in a header from an initiative's name) is told apart from a mail server
+            # failing: resending the same content would fail the same way every time.
+            mail.message()
+        except ValueError as exc:  # BadHeaderError, or a newline in an address
+            raise TransportError(f"message cannot be built: {exc}", permanent=True) from exc
         try:
             mail.send(fail_silently=False)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -133,33 +143,6 @@ def webhook_body(delivery: Delivery) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def refuse_non_public_destination(url: str) -> None:
-    """Refuse to post to loopback, private, link-local or otherwise non-public addresses.
-
-    An endpoint registered (or later re-pointed in DNS) at an internal address would turn the
-    signed POST into a request from inside the network (SSRF), e.g. to a cloud metadata
-    service. Checked at each send, so a DNS change after registration is caught too; a
-    rebinding between this lookup and the connection remains possible, which is why outbound
-    egress should also be firewalled in production.
-    """
-    if getattr(settings, "GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS", False):
-        return
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise TransportError(f"cannot resolve {host!r}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global:
-            raise TransportError(
-                f"{host!r} resolves to non-public address {address}; refused "
-                "(set GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS=1 for an internal receiver)",
-                permanent=True,
-            )
-
-
 class WebhookTransport(Transport):
     kind = Channel.WEBHOOK
 
@@ -171,7 +154,6 @@ class WebhookTransport(Transport):
             raise TransportError(
                 f"endpoint disabled: {endpoint.disabled_reason or 'inactive'}", permanent=True
             )
-        refuse_non_public_destination(endpoint.url)
         body = webhook_body(delivery)
         now = timezone.now()
         headers = {
@@ -184,15 +166,20 @@ class WebhookTransport(Transport):
             ),
         }
         try:
-            response = requests.post(
-                endpoint.url,
-                data=body.encode("utf-8"),
-                headers=headers,
-                timeout=get_conf().webhook_timeout_seconds,
-                # A redirect could point the signed payload anywhere; the endpoint must be
-                # registered at its final URL.
-                allow_redirects=False,
-            )
+            with webhook_session() as session:
+                response = session.post(
+                    endpoint.url,
+                    data=body.encode("utf-8"),
+                    headers=headers,
+                    timeout=get_conf().webhook_timeout_seconds,
+                    # A redirect could point the signed payload anywhere; the endpoint must
+                    # be registered at its final URL.
+                    allow_redirects=False,
+                )
+        except DestinationNotAllowed as exc:
+            # Nothing about the destination (its address, any answer) goes into the
+            # delivery's error: that would let an endpoint's owner probe the inside network.
+            raise TransportError(REFUSED_DESTINATION, permanent=True) from exc
         except requests.RequestException as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         status = response.status_code

@@ -257,3 +257,33 @@ def test_two_concurrent_redispatch_sweeps_deliver_each_delivery_once(endpoint, r
     assert sorted(receiver.ids_received()) == sorted(d.webhook_id for d in deliveries)
     assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.DELIVERED}
     assert set(Delivery.objects.values_list("attempts", flat=True)) == {1}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # An initiative name with a line break ends up in the subject.
+        payload_with(
+            initiative={"id": 1, "key": "AI-001", "name": "Claims\nBcc: all@example.com"},
+            recipients=[{"email": "approver@example.com"}],
+        ),
+        payload_with(recipients=[{"email": "approver@example.com\nBcc: all@example.com"}]),
+    ],
+    ids=["newline-in-subject", "newline-in-address"],
+)
+def test_an_email_that_cannot_be_built_fails_permanently_on_the_first_attempt(payload):
+    with transaction.atomic():
+        event = emit("review.submitted", payload, key="bad-header")
+    delivery = Delivery.objects.get(event=event, channel=Channel.EMAIL)
+
+    assert delivery_attempt(delivery_id=delivery.pk).status == "dead"
+
+    dead = refreshed(delivery)
+    assert (dead.status, dead.attempts, dead.next_attempt_at) == (DeliveryStatus.DEAD, 1, None)
+    assert "message cannot be built" in dead.last_error
+    assert mail.outbox == []
+    # Nothing left for the sweep: the same content would fail the same way on every retry.
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2)):
+        assert delivery.pk not in deliveries_due()
+        redispatch(inline=True)
+    assert refreshed(delivery).attempts == 1
