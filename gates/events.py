@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from django.urls import NoReverseMatch, reverse
@@ -23,21 +22,9 @@ from django.utils import timezone
 from gatekeeper.types import User
 from gates.models import Approval, GateCondition, GateReview, GateTemplate, Outcome
 from gates.selectors import deputies_of
-from notifications.outbox import emit
+from notifications.outbox import OutboxEvent
 from programs.events import initiative_summary
 from programs.recipients import Recipient, dedupe, initiative_people, person, pmo
-
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    """One event to record in the outbox, inside the transaction of the change it reports."""
-
-    type: str
-    payload: dict[str, Any]
-    key: str
-
-    def emit(self) -> None:
-        emit(self.type, self.payload, key=self.key)
 
 
 def _admin_path(name: str, *args: Any) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -26,6 +27,20 @@ from django.utils import timezone
 from notifications.models import Channel, Delivery, Event, WebhookEndpoint, event_types_problem
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """One event to record, as the emitting apps' ``events.py`` builders describe it: its type,
+    its payload (``title``, ``summary``, ``recipients`` …) and its idempotency key."""
+
+    type: str
+    payload: dict[str, Any]
+    key: str
+
+    def emit(self) -> Event | None:
+        """Record it in the caller's transaction (see ``emit``)."""
+        return emit(self.type, self.payload, key=self.key)
 
 
 def emit(type: str, payload: dict[str, Any], *, key: str) -> Event | None:

@@ -223,6 +223,7 @@ def endpoint_disable(*, endpoint_id: int, reason: str) -> bool:
             {
                 "endpoint": {"id": endpoint.pk, "name": endpoint.name, "url": endpoint.url},
                 "reason": reason,
+                "title": f"Webhook endpoint disabled: {endpoint.name}",
                 "summary": (
                     f"Gatekeeper stopped sending events to {endpoint.url} because it {reason}. "
                     "Fix the receiver, then re-enable the endpoint and retry its dead deliveries."

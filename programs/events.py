@@ -1,7 +1,7 @@
 """What each event programs emits says, and who gets it: one builder per event type.
 
-A builder takes the domain objects and returns an ``Outgoing`` (type, payload, idempotency key);
-the service or sweep that caused it hands it to ``emit_event`` inside its transaction. Every
+A builder takes the domain objects and returns an ``OutboxEvent`` (type, payload, idempotency key);
+the service or sweep that caused it calls its ``emit()`` inside its transaction. Every
 payload carries a ``title`` and ``summary`` (the e-mail's subject and body), the ``initiative``
 summary and its ``recipients``, built only with ``programs.recipients``.
 """
@@ -10,29 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from notifications.outbox import emit
+from notifications.outbox import OutboxEvent
 from programs.recipients import Recipient, dedupe, initiative_people, person, pmo
 
 if TYPE_CHECKING:
-    from notifications.models import Event
     from programs.models import Initiative, Milestone, StageTransition, SuccessMetric
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    type: str
-    payload: dict[str, Any]
-    key: str
-
-
-def emit_event(outgoing: Outgoing) -> Event | None:
-    """Write ``outgoing`` to the outbox; must run inside the change's transaction."""
-    return emit(outgoing.type, outgoing.payload, key=outgoing.key)
 
 
 def initiative_summary(initiative: Initiative) -> dict[str, Any]:
@@ -59,7 +45,7 @@ def _outgoing(
     summary: str,
     recipients: list[Recipient] | None = None,
     **rest: Any,
-) -> Outgoing:
+) -> OutboxEvent:
     """The event ``type_`` about ``initiative``, keyed ``type_:key``; ``rest`` is what is
     particular to the type. Unless told otherwise it goes to the initiative's people."""
     payload = {
@@ -69,13 +55,13 @@ def _outgoing(
         **rest,
         "recipients": initiative_people(initiative) if recipients is None else recipients,
     }
-    return Outgoing(type_, payload, key=f"{type_}:{key}")
+    return OutboxEvent(type_, payload, key=f"{type_}:{key}")
 
 
 # --- initiatives -----------------------------------------------------------------------------
 
 
-def initiative_created(initiative: Initiative) -> Outgoing:
+def initiative_created(initiative: Initiative) -> OutboxEvent:
     return _outgoing(
         "initiative.created",
         initiative,
@@ -85,7 +71,9 @@ def initiative_created(initiative: Initiative) -> Outgoing:
     )
 
 
-def initiative_owner_assigned(initiative: Initiative, *, previous_owner_id: int | None) -> Outgoing:
+def initiative_owner_assigned(
+    initiative: Initiative, *, previous_owner_id: int | None
+) -> OutboxEvent:
     label = _label(initiative)
     return _outgoing(
         "initiative.owner_assigned",
@@ -100,7 +88,7 @@ def initiative_owner_assigned(initiative: Initiative, *, previous_owner_id: int 
 
 def initiative_updated(
     initiative: Initiative, *, changes: dict[str, dict[str, Any]], actor_id: int | None
-) -> Outgoing:
+) -> OutboxEvent:
     return _outgoing(
         "initiative.updated",
         initiative,
@@ -113,7 +101,7 @@ def initiative_updated(
     )
 
 
-def initiative_stage_changed(initiative: Initiative, record: StageTransition) -> Outgoing:
+def initiative_stage_changed(initiative: Initiative, record: StageTransition) -> OutboxEvent:
     summary = f"{_label(initiative)} is now in {initiative.get_stage_display()}."
     if record.reason:
         summary += f" Reason: {record.reason}"
@@ -132,7 +120,7 @@ def initiative_stage_changed(initiative: Initiative, record: StageTransition) ->
     )
 
 
-def initiative_stalled(initiative: Initiative, *, now: dt.datetime) -> Outgoing:
+def initiative_stalled(initiative: Initiative, *, now: dt.datetime) -> OutboxEvent:
     days = (now - initiative.stage_entered_at).days
     stage = initiative.get_stage_display()
     return _outgoing(
@@ -153,7 +141,7 @@ def initiative_stalled(initiative: Initiative, *, now: dt.datetime) -> Outgoing:
 # --- metrics ---------------------------------------------------------------------------------
 
 
-def metric_redefined(metric: SuccessMetric, *, before: dict[str, str]) -> Outgoing:
+def metric_redefined(metric: SuccessMetric, *, before: dict[str, str]) -> OutboxEvent:
     """``before``: the old values of the fields that moved (baseline, target, direction)."""
     initiative = metric.initiative
     changes = {n: {"from": before[n], "to": str(getattr(metric, n))} for n in before}
@@ -172,7 +160,7 @@ def metric_redefined(metric: SuccessMetric, *, before: dict[str, str]) -> Outgoi
 # --- milestones ------------------------------------------------------------------------------
 
 
-def _milestone_closed(milestone: Milestone, *, verb: str) -> Outgoing:
+def _milestone_closed(milestone: Milestone, *, verb: str) -> OutboxEvent:
     initiative = milestone.initiative
     summary = f"Milestone '{milestone.title}' of {_label(initiative)} was {verb}."
     if milestone.waive_reason:
@@ -191,15 +179,15 @@ def _milestone_closed(milestone: Milestone, *, verb: str) -> Outgoing:
     )
 
 
-def milestone_done(milestone: Milestone) -> Outgoing:
+def milestone_done(milestone: Milestone) -> OutboxEvent:
     return _milestone_closed(milestone, verb="completed")
 
 
-def milestone_waived(milestone: Milestone) -> Outgoing:
+def milestone_waived(milestone: Milestone) -> OutboxEvent:
     return _milestone_closed(milestone, verb="waived")
 
 
-def milestone_reopened(milestone: Milestone, *, reason: str, now: dt.datetime) -> Outgoing:
+def milestone_reopened(milestone: Milestone, *, reason: str, now: dt.datetime) -> OutboxEvent:
     initiative = milestone.initiative
     return _outgoing(
         "milestone.reopened",
@@ -214,7 +202,7 @@ def milestone_reopened(milestone: Milestone, *, reason: str, now: dt.datetime) -
     )
 
 
-def milestone_ticket_deleted(milestone: Milestone) -> Outgoing:
+def milestone_ticket_deleted(milestone: Milestone) -> OutboxEvent:
     initiative = milestone.initiative
     ticket = f"{milestone.external_system}:{milestone.external_key}"
     return _outgoing(
@@ -240,7 +228,7 @@ def _milestone_alert(
     days_late: int,
     title: str,
     recipients: list[Recipient],
-) -> Outgoing:
+) -> OutboxEvent:
     initiative = milestone.initiative
     return _outgoing(
         type_,
@@ -264,7 +252,7 @@ def _milestone_alert(
     )
 
 
-def milestone_overdue(milestone: Milestone, *, level: int, now: dt.datetime) -> Outgoing:
+def milestone_overdue(milestone: Milestone, *, level: int, now: dt.datetime) -> OutboxEvent:
     return _milestone_alert(
         milestone,
         type_="milestone.overdue",
@@ -275,7 +263,7 @@ def milestone_overdue(milestone: Milestone, *, level: int, now: dt.datetime) -> 
     )
 
 
-def milestone_escalated(milestone: Milestone, *, level: int, now: dt.datetime) -> Outgoing:
+def milestone_escalated(milestone: Milestone, *, level: int, now: dt.datetime) -> OutboxEvent:
     initiative = milestone.initiative
     days_late = max((now - milestone.due_at).days, 0)
     return _milestone_alert(

@@ -60,7 +60,7 @@ def sweep_overdue_milestones(*, now: dt.datetime | None = None, batch: int | Non
                     if level == MilestoneAlert.Level.OVERDUE
                     else events.milestone_escalated
                 )
-                events.emit_event(alert(milestone, level=level, now=now))
+                alert(milestone, level=level, now=now).emit()
                 sent += 1
             milestone.alert_level = level
             milestone.next_alert_at = (
@@ -98,7 +98,7 @@ def sweep_stalled_initiatives(*, now: dt.datetime | None = None, batch: int | No
                 stage=initiative.stage,
                 stage_entered_at=initiative.stage_entered_at,
             ):
-                events.emit_event(events.initiative_stalled(initiative, now=now))
+                events.initiative_stalled(initiative, now=now).emit()
                 sent += 1
             # stage is protected: a queryset update changes only the deadline column.
             Initiative.objects.filter(pk=initiative.pk).update(stall_at=None)

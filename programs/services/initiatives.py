@@ -86,7 +86,7 @@ def initiative_create(
                 # The key derives from the primary key, which the database hands out race-free.
                 initiative.key = f"AI-{initiative.pk:03d}"
                 Initiative.objects.filter(pk=initiative.pk).update(key=initiative.key)
-            events.emit_event(events.initiative_created(initiative))
+            events.initiative_created(initiative).emit()
     except IntegrityError as exc:
         raise ValidationFailed(
             f"An initiative with key {key!r} already exists.", errors={"key": ["already in use"]}
@@ -105,7 +105,7 @@ def initiative_assign_owner(
         previous = locked.business_owner_id
         locked.business_owner = business_owner
         locked.save(update_fields=["business_owner", "updated_at"])
-        events.emit_event(events.initiative_owner_assigned(locked, previous_owner_id=previous))
+        events.initiative_owner_assigned(locked, previous_owner_id=previous).emit()
     initiative.refresh_from_db()
     return initiative
 
@@ -142,13 +142,11 @@ def initiative_update(
             setattr(locked, name, value)
         locked.save(update_fields=[*changes, "updated_at"])
         after = {name: _plain(getattr(locked, name)) for name in changes}
-        events.emit_event(
-            events.initiative_updated(
-                locked,
-                changes={n: {"from": before[n], "to": after[n]} for n in changes},
-                actor_id=getattr(actor, "pk", None),
-            )
-        )
+        events.initiative_updated(
+            locked,
+            changes={n: {"from": before[n], "to": after[n]} for n in changes},
+            actor_id=getattr(actor, "pk", None),
+        ).emit()
     initiative.refresh_from_db()
     return initiative
 

@@ -70,7 +70,7 @@ def _run_transition(
                 reason=reason,
                 gate_review_id=gate_review_id,
             )
-            events.emit_event(events.initiative_stage_changed(locked, record))
+            events.initiative_stage_changed(locked, record).emit()
             if locked.stage in TERMINAL_STAGES:
                 # Nobody acts on a closed initiative's milestones: take them off the sweep.
                 Milestone.objects.filter(

@@ -103,7 +103,7 @@ def metric_update(
                 setattr(locked, name, value)
             locked.save(update_fields=list(values))
             if moved:
-                events.emit_event(events.metric_redefined(locked, before=before))
+                events.metric_redefined(locked, before=before).emit()
     except IntegrityError as exc:
         raise ValidationFailed(
             "Another metric of this initiative has that name.",

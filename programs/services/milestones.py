@@ -123,7 +123,7 @@ def _close_milestone(
         builder = (
             events.milestone_done if status == MilestoneStatus.DONE else events.milestone_waived
         )
-        events.emit_event(builder(locked))
+        builder(locked).emit()
     milestone.refresh_from_db()
     return locked
 
@@ -164,7 +164,7 @@ def milestone_reopen(*, milestone: Milestone, actor: User | None, reason: str) -
         locked.next_alert_at = locked.due_at
         locked.alert_level = 0
         locked.save()
-        events.emit_event(events.milestone_reopened(locked, reason=reason, now=timezone.now()))
+        events.milestone_reopened(locked, reason=reason, now=timezone.now()).emit()
     milestone.refresh_from_db()
     return locked
 
@@ -182,6 +182,6 @@ def milestone_flag_ticket_deleted(*, milestone: Milestone, actor: User | None) -
             return locked
         locked.external_deleted_at = timezone.now()
         locked.save(update_fields=["external_deleted_at"])
-        events.emit_event(events.milestone_ticket_deleted(locked))
+        events.milestone_ticket_deleted(locked).emit()
     milestone.refresh_from_db()
     return locked

@@ -264,6 +264,7 @@ def test_two_concurrent_redispatch_sweeps_deliver_each_delivery_once(endpoint, r
     [
         # An initiative name with a line break ends up in the subject.
         payload_with(
+            title="Approval requested: AI-001 Claims\nBcc: all@example.com",
             initiative={"id": 1, "key": "AI-001", "name": "Claims\nBcc: all@example.com"},
             recipients=[{"email": "approver@example.com"}],
         ),

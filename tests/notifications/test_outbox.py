@@ -131,6 +131,7 @@ def test_email_has_text_and_html_with_the_admin_link(
             "review.submitted",
             payload_with(
                 recipients=[{"user_id": user.pk}],
+                title="Approval requested: AI-001 Claims triage",
                 summary="G1 review of AI-001 <needs> your decision.",
                 admin_url="/admin/gates/approval/5/change/",
             ),
@@ -169,7 +170,9 @@ def test_in_app_notification_is_created_once_even_if_the_delivery_is_sent_again(
         emit(
             "milestone.overdue",
             payload_with(
-                recipients=[{"user_id": user.pk}], milestone={"id": 3, "title": "Runbook"}
+                recipients=[{"user_id": user.pk}],
+                milestone={"id": 3, "title": "Runbook"},
+                title="Overdue milestone: Runbook (AI-001 Claims triage)",
             ),
             key="m1",
         )
