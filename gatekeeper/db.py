@@ -1,10 +1,96 @@
-"""Model building blocks shared by the apps (a kernel module, below every app in the layering)."""
+"""Model building blocks shared by the apps (a kernel module, below every app in the layering).
+
+Also the PostgreSQL guards those models declare (``Meta.triggers``, installed by migrations through
+django-pgtrigger; SQLite, the embedded default, has none and relies on the ORM guards alone).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pgtrigger
 from django.db import IntegrityError, models, transaction
+from django_fsm import FSMFieldMixin, FSMModelMixin
+from pgtrigger import compiler
+
+# --- database guards --------------------------------------------------------------------------
+
+
+class GuardTriggerSql(compiler.UpsertTriggerSql):
+    """pgtrigger's installation SQL without its escape hatch.
+
+    pgtrigger's own triggers return early when the session setting ``pgtrigger.ignore`` names
+    them, and any SQL the app runs can set it: a guard against SQL that SQL can switch off is no
+    guard. Migrations reference this template, so it must never change; write a new class instead.
+    """
+
+    def get_template(self) -> str:
+        return """
+            CREATE OR REPLACE FUNCTION {pgid}()
+            RETURNS TRIGGER AS $$
+                {declare}
+                BEGIN
+                    {func}
+                END;
+            $$ LANGUAGE plpgsql;
+
+            DROP TRIGGER IF EXISTS {pgid} ON {table};
+            CREATE {constraint} TRIGGER {pgid}
+                {when} {operation} ON {table}
+                {timing}
+                {referencing}
+                FOR EACH {level} {condition}
+                EXECUTE PROCEDURE {execute};
+
+            COMMENT ON TRIGGER {pgid} ON {table} IS '{hash}';
+        """
+
+
+def _unignorable(compiled: compiler.Trigger) -> compiler.Trigger:
+    return compiler.Trigger(name=compiled.name, sql=GuardTriggerSql(**compiled.sql.kwargs))
+
+
+class Protect(pgtrigger.Protect):
+    """``pgtrigger.Protect`` that ``pgtrigger.ignore`` cannot turn off."""
+
+    def compile(self, model: Any) -> compiler.Trigger:
+        return _unignorable(super().compile(model))
+
+
+class Guard(pgtrigger.Trigger):
+    """``pgtrigger.Trigger`` that ``pgtrigger.ignore`` cannot turn off."""
+
+    def compile(self, model: Any) -> compiler.Trigger:
+        return _unignorable(super().compile(model))
+
+
+_TOP_XID = "pg_current_xact_id()::text::bigint"
+_XID_SPAN = 2**32  # xmin is a 32-bit transaction id: the low half of the 64-bit one
+
+
+def inserted_in_this_transaction(alias: str) -> str:
+    """SQL, true when the visible row ``alias`` was inserted by the current transaction.
+
+    Its ``xmin`` is then our top-level transaction id or, for a row written inside a savepoint
+    (every nested ``transaction.atomic``), one of our subtransactions' ids, which are newer;
+    ``ahead`` is how far newer, read modulo 2**32 (ids older than ours come out past 2**31:
+    someone else's). A newer id is ours if no transaction with that id had finished when the
+    query's snapshot was taken (a visible row of another transaction is from a finished one);
+    otherwise ``pg_xact_status`` tells, since only our own unfinished transaction can show a
+    visible row while still in progress. The snapshot bound also keeps ``pg_xact_status`` from
+    being asked about an id not yet assigned, which is an error.
+    """
+    ahead = f"(({alias}.xmin::text::bigint - {_TOP_XID} % {_XID_SPAN} + {_XID_SPAN}) % {_XID_SPAN})"
+    return (
+        f"(CASE WHEN {ahead} >= {_XID_SPAN // 2} THEN false"
+        f" WHEN {_TOP_XID} + {ahead} >= pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+        " THEN true"
+        f" ELSE pg_xact_status(({_TOP_XID} + {ahead})::text::xid8)"
+        " IS NOT DISTINCT FROM 'in progress' END)"
+    )
+
+
+# --- history and versioned rows -----------------------------------------------------------
 
 
 class AppendOnlyQuerySet(models.QuerySet):
@@ -18,14 +104,15 @@ class AppendOnlyQuerySet(models.QuerySet):
 class AppendOnlyModel(models.Model):
     """A history record: written once, never edited or deleted through the ORM.
 
-    Each concrete model also gets a PostgreSQL trigger in its migrations so that raw SQL from
-    the app can't rewrite history either.
+    On PostgreSQL a trigger refuses updates and deletes in SQL too, so not even raw queries from
+    the app rewrite history. A subclass's ``Meta`` extends ``AppendOnlyModel.Meta`` to keep it.
     """
 
     objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
         abstract = True
+        triggers = [Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
@@ -34,6 +121,57 @@ class AppendOnlyModel(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise TypeError(f"{type(self).__name__} records are append-only and cannot be deleted")
+
+
+class ImmutableModel(models.Model):
+    """Rows that a later version supersedes rather than edits."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise TypeError(f"{type(self).__name__} is immutable; revise the template to change it")
+        super().save(*args, **kwargs)
+
+
+# --- state machines -------------------------------------------------------------------------
+
+
+class SafeFSMModelMixin(FSMModelMixin):
+    """``FSMModelMixin`` whose ``refresh_from_db`` leaves protected state fields protected.
+
+    django-fsm's version switches ``protected`` off on the field (shared by every thread) while
+    it reloads, and not back on if the reload raises: meanwhile, or from then on, any thread may
+    assign the state directly. The descriptor only refuses an assignment over a value the instance
+    already holds, so this reload takes the instance's own values out of the way instead (still
+    reloading them, not treating them as deferred) and puts back any the reload did not replace.
+    """
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        held = {
+            f.name: self.__dict__.pop(f.name)
+            for f in self._meta.concrete_fields
+            if isinstance(f, FSMFieldMixin) and f.protected and f.name in self.__dict__
+        }
+        outer = self.__dict__.get("_fsm_reloading", frozenset())
+        self.__dict__["_fsm_reloading"] = outer | held.keys()
+        try:
+            # Past FSMModelMixin: its flag-flipping version is the one being replaced.
+            super(FSMModelMixin, self).refresh_from_db(*args, **kwargs)
+        finally:
+            if outer:
+                self.__dict__["_fsm_reloading"] = outer
+            else:
+                del self.__dict__["_fsm_reloading"]
+            for name, value in held.items():
+                self.__dict__.setdefault(name, value)
+
+    def get_deferred_fields(self) -> set[str]:
+        return super().get_deferred_fields() - self.__dict__.get("_fsm_reloading", frozenset())
+
+
+# --- inserts that happen once -------------------------------------------------------------
 
 
 def create_once(model: type[models.Model], **fields: Any) -> bool:

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_beat",
     "django_fsm",
+    "pgtrigger",
     "rules.apps.AutodiscoverRulesConfig",
     "notifications",
     "programs",

@@ -10,12 +10,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django_fsm import ConcurrentTransitionMixin, FSMField, FSMModelMixin, transition
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
-from gatekeeper.db import AppendOnlyModel
+from gatekeeper.db import (
+    AppendOnlyModel,
+    Guard,
+    ImmutableModel,
+    SafeFSMModelMixin,
+    inserted_in_this_transaction,
+)
 from programs.models import Initiative, Milestone, RiskTier
 from programs.stages import Stage
 
@@ -58,18 +65,6 @@ class Gate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
-
-
-class ImmutableModel(models.Model):
-    """Rows that a later version supersedes rather than edits."""
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise TypeError(f"{type(self).__name__} is immutable; revise the template to change it")
-        super().save(*args, **kwargs)
 
 
 class GateTemplate(ImmutableModel):
@@ -255,7 +250,35 @@ class Outcome(models.TextChoices):
 REJECT_OUTCOMES = (Outcome.RECYCLE, Outcome.HOLD, Outcome.KILL)
 
 
-class GateReview(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
+def _decision_logged(*, name: str, field: str, decided: list[str], event: str, by: str) -> Guard:
+    """On PostgreSQL, at commit: a row entering a decided state (inserted so, or updated into it)
+    has the review log's event for that decision, written in the same transaction. Deferred,
+    because the services save the decision before they log it."""
+    return Guard(
+        name=name,
+        operation=pgtrigger.Insert | pgtrigger.Update,
+        when=pgtrigger.After,
+        timing=pgtrigger.Deferred,
+        condition=pgtrigger.Q(**{f"new__{field}__in": decided}),
+        func=f"""
+            IF TG_OP = 'UPDATE' AND OLD.{field} IS NOT DISTINCT FROM NEW.{field} THEN
+                RETURN NULL;
+            END IF;
+            IF NOT EXISTS (
+                SELECT 1 FROM gates_reviewevent e
+                WHERE e.{by} = NEW.id AND e.kind = '{event}'
+                    AND {inserted_in_this_transaction("e")}
+            ) THEN
+                RAISE EXCEPTION '% #% became % with no % event in the review log',
+                    TG_TABLE_NAME, NEW.id, NEW.{field}, '{event}'
+                    USING ERRCODE = 'integrity_constraint_violation';
+            END IF;
+            RETURN NULL;
+        """,  # noqa: S608 -- trigger DDL built from the model's own constants, no input
+    )
+
+
+class GateReview(ConcurrentTransitionMixin, SafeFSMModelMixin, models.Model):
     initiative = models.ForeignKey(
         Initiative, on_delete=models.PROTECT, related_name="gate_reviews"
     )
@@ -313,6 +336,15 @@ class GateReview(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
             ),
         ]
         indexes = [models.Index(fields=["initiative", "gate", "state"])]
+        triggers = [
+            _decision_logged(
+                name="decision_logged",
+                field="state",
+                decided=[ReviewState.APPROVED, ReviewState.REJECTED, ReviewState.RECYCLED],
+                event="review_decided",
+                by="review_id",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.gate.code} review #{self.pk} of {self.initiative.key}"
@@ -458,6 +490,15 @@ class Approval(models.Model):
                 name="approval_pending_approver_idx",
             ),
         ]
+        triggers = [
+            _decision_logged(
+                name="decision_logged",
+                field="status",
+                decided=[ApprovalStatus.APPROVED, ApprovalStatus.REJECTED],
+                event="approval_decided",
+                by="approval_id",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_role_display()} approval of review #{self.review_id}"
@@ -520,8 +561,8 @@ class EventKind(models.TextChoices):
 class ReviewEvent(AppendOnlyModel):
     """Append-only log of everything that happened to a review.
 
-    The ORM refuses updates and deletes; on PostgreSQL a trigger refuses them in SQL too
-    (migration 0003). PROTECT keeps the review itself from being deleted under its history.
+    The ORM refuses updates and deletes, and on PostgreSQL SQL does too (AppendOnlyModel).
+    PROTECT keeps the review itself from being deleted under its history.
     """
 
     review = models.ForeignKey(GateReview, on_delete=models.PROTECT, related_name="events")
@@ -539,7 +580,7 @@ class ReviewEvent(AppendOnlyModel):
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta(AppendOnlyModel.Meta):
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["review", "created_at"])]
 

@@ -8,18 +8,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django_fsm import (
-    RETURN_VALUE,
-    ConcurrentTransitionMixin,
-    FSMField,
-    FSMModelMixin,
-    transition,
-)
+from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
-from gatekeeper.db import AppendOnlyModel
+from gatekeeper.db import AppendOnlyModel, Guard, SafeFSMModelMixin, inserted_in_this_transaction
 from programs import guards
 from programs.stages import ACTIVE_STAGES, CANCELLABLE_STAGES, Stage
 
@@ -52,7 +47,47 @@ class Health(models.TextChoices):
     RED = "red", "Red"
 
 
-class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
+# On PostgreSQL no SQL moves an initiative without its record: it is born proposed, and at commit
+# every change of stage must be explained by transition records written in the same transaction
+# (a chain of them: an import may write the whole path and then set the stage once). Deferred,
+# because the services save the initiative before they write the record.
+_OPENS_PROPOSED = Guard(
+    name="opens_proposed",
+    operation=pgtrigger.Insert,
+    when=pgtrigger.Before,
+    condition=~pgtrigger.Q(new__stage=Stage.PROPOSED),
+    func="""
+        RAISE EXCEPTION 'initiative % must start in stage proposed, not %', NEW.key, NEW.stage
+            USING ERRCODE = 'integrity_constraint_violation';
+    """,
+)
+_STAGE_MOVE_RECORDED = Guard(
+    name="stage_move_recorded",
+    operation=pgtrigger.Update,
+    when=pgtrigger.After,
+    timing=pgtrigger.Deferred,
+    condition=pgtrigger.Q(old__stage__df=pgtrigger.F("new__stage")),
+    func=f"""
+        IF NOT EXISTS (
+            WITH RECURSIVE reached(stage) AS (
+                SELECT OLD.stage::text
+                UNION
+                SELECT st.to_stage::text
+                FROM programs_stagetransition st JOIN reached ON st.from_stage = reached.stage
+                WHERE st.initiative_id = NEW.id AND {inserted_in_this_transaction("st")}
+            )
+            SELECT 1 FROM reached WHERE reached.stage = NEW.stage
+        ) THEN
+            RAISE EXCEPTION 'initiative % moved from % to % without a transition record',
+                NEW.key, OLD.stage, NEW.stage
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NULL;
+    """,  # noqa: S608 -- trigger DDL built from this module's constants, no input
+)
+
+
+class Initiative(ConcurrentTransitionMixin, SafeFSMModelMixin, models.Model):
     key = models.CharField(
         max_length=20, unique=True, help_text="Stable human key (AI-042) used by ticketing systems."
     )
@@ -133,6 +168,7 @@ class Initiative(ConcurrentTransitionMixin, FSMModelMixin, models.Model):
                 name="initiative_stall_idx",
             ),
         ]
+        triggers = [_OPENS_PROPOSED, _STAGE_MOVE_RECORDED]
 
     def __str__(self) -> str:
         return f"{self.key} {self.name}"
@@ -370,8 +406,7 @@ class ExternalReference(models.Model):
 class StageTransition(AppendOnlyModel):
     """Append-only record of every lifecycle move (who, when, from, to, why, which review).
 
-    Refuses updates and deletes through the ORM; on PostgreSQL a trigger refuses them in SQL
-    too (migration 0002), so not even raw queries from the app rewrite history.
+    Refuses updates and deletes through the ORM, and on PostgreSQL in SQL too (AppendOnlyModel).
     """
 
     initiative = models.ForeignKey(Initiative, on_delete=models.PROTECT, related_name="transitions")
@@ -386,7 +421,7 @@ class StageTransition(AppendOnlyModel):
     gate_review_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    class Meta:
+    class Meta(AppendOnlyModel.Meta):
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["initiative", "created_at"])]
 

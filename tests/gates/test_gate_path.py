@@ -13,6 +13,7 @@ from programs.models import Initiative, StageTransition
 from programs.stages import Stage
 from tests.factories import MilestoneFactory
 from tests.gates.helpers import approve_all, attach_all_evidence, measure_pilot, pass_gate
+from tests.unguarded import unguarded
 
 pytestmark = pytest.mark.django_db
 
@@ -206,7 +207,10 @@ def test_submission_refused_outside_the_gates_stage(initiative, panel):
     attach_all_evidence(review, initiative.delivery_lead)
     # Out of step in the database (the hold listener would have withdrawn the draft): submit
     # still checks the stage itself rather than trust that.
-    Initiative.objects.filter(pk=initiative.pk).update(stage=Stage.ON_HOLD, held_from="proposed")
+    with unguarded():
+        Initiative.objects.filter(pk=initiative.pk).update(
+            stage=Stage.ON_HOLD, held_from="proposed"
+        )
     with pytest.raises(TransitionRefused) as refused:
         services.gate_review_submit(review=review, actor=initiative.delivery_lead)
     assert refused.value.unmet == [

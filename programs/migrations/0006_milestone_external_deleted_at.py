@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('programs', '0004_hold_keeps_stage_clock'),
+        ('programs', '0005_initiative_stage_guards_pgtrigger_append_only'),
     ]
 
     operations = [
