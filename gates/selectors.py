@@ -383,3 +383,37 @@ def evidence_pack(*, review: GateReview) -> dict[str, Any]:
             "json": reverse("gates:evidence-pack-json", args=[review.pk]),
         },
     }
+
+
+# --- what the admin lists and offers ------------------------------------------------------
+
+
+def delegations_visible_to(*, user: Any) -> QuerySet[Delegation]:
+    """Everyone's for whoever may delegate for others; otherwise those naming ``user``."""
+    qs = Delegation.objects.select_related("principal", "deputy")
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_superuser or user.has_perm("gates.delegate", None):
+        return qs
+    return qs.filter(Q(principal=user) | Q(deputy=user))
+
+
+def gate_approver_holding(*, role: str | None, business_unit: Any) -> GateApprover | None:
+    """Who holds ``role`` for ``business_unit`` (None: company-wide) now, if anyone."""
+    return GateApprover.objects.filter(role=role, business_unit=business_unit).first()
+
+
+def condition_owner_candidates() -> QuerySet[Any]:
+    """Who may own a Conditional Go's condition, and so the milestone it becomes: a person who
+    can still sign in, never a service account."""
+    return (
+        get_user_model()
+        ._default_manager.filter(is_active=True)
+        .exclude(groups__name=INTEGRATIONS)
+        .order_by("username")
+    )
+
+
+def review_approvals(*, review: GateReview) -> QuerySet[Approval]:
+    """Every approval of ``review`` with who holds and who decided it."""
+    return review.approvals.select_related("approver", "decided_by")
