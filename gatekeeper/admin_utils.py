@@ -161,9 +161,10 @@ class ServiceAdminMixin:
 
     def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form_class = super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
-        invalid = self._outcome(request).invalid
-        if invalid is None:
+        refusal = self._outcome(request).invalid
+        if refusal is None:
             return form_class
+        invalid: ValidationFailed = refusal
 
         class RefusedForm(form_class):  # type: ignore[misc,valid-type]
             def clean(self) -> Any:
