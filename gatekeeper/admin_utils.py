@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
-from django import http
+from django import forms, http
 from django.contrib import admin, messages
 from django.db import transaction
+from django.utils.text import capfirst
 
-from gatekeeper.errors import DomainError
+from gatekeeper.errors import DomainError, ValidationFailed
 
 
 class ViewOnlyMixin:
@@ -28,32 +31,148 @@ class ReadOnlyInline(ViewOnlyMixin, admin.TabularInline):
     can_delete = False
 
 
-class ServiceAdminMixin:
-    """For admins whose saves are service calls: a refusal is shown on the form, not a 500.
+# --- showing a refusal ---------------------------------------------------------------------
 
-    ``run_service`` runs the call; on a DomainError it reports every reason, marks the request,
-    and the add/change response then returns to the same form instead of claiming success.
+# Keys of DomainError.errors that carry whole sentences rather than one field's complaint.
+_BARE_KEYS = frozenset({"conditions", "non_field_errors", "__all__"})
+_ROW_KEY = re.compile(r"^(?P<name>\w+)\[(?P<index>\d+)\]$")
+
+
+def refusal_message(exc: DomainError) -> str:
+    """A refusal as one line: its headline and every reason the domain gave, not just the first."""
+    reasons = [
+        msg if key in _BARE_KEYS else f"{key}: {msg}"
+        for key, msgs in exc.errors.items()
+        for msg in msgs
+    ]
+    return exc.detail + (" — " + "; ".join(map(str, reasons)) if reasons else "")
+
+
+def _field_named_by(form: forms.BaseForm, message: str) -> str | None:
+    """The field a row message is about, when it starts with that field's name or label
+    (e.g. "due date must be in the future" on a field labelled "Due")."""
+    text = message.lower()
+    for name, field in form.fields.items():
+        for word in (name.replace("_", " "), str(field.label or "").lower()):
+            if word and text.startswith(word):
+                return name
+    return None
+
+
+def refusal_to_form(
+    form: forms.BaseForm,
+    exc: DomainError,
+    *,
+    rows: dict[str, list[forms.BaseForm]] | None = None,
+) -> None:
+    """Put a service's refusal on the form that sent it: each reason on its field, the rest (and
+    the headline) above the form. ``rows`` maps a list key of the errors (``conditions`` for
+    ``conditions[0]``) to the row forms, in the order their items were given to the service."""
+    rows = rows or {}
+    loose: list[str] = []
+    for key, msgs in exc.errors.items():
+        for msg in map(str, msgs):
+            match = _ROW_KEY.match(key)
+            row_forms = rows.get(match["name"], []) if match else []
+            if match and int(match["index"]) < len(row_forms):
+                row = row_forms[int(match["index"])]
+                row.add_error(_field_named_by(row, msg), msg)
+            elif key in form.fields:
+                form.add_error(key, msg)
+            else:
+                loose.append(capfirst(msg) if key in _BARE_KEYS else f"{key}: {msg}")
+    form.add_error(None, [exc.detail, *loose])
+
+
+def report_refusal(
+    request: http.HttpRequest,
+    exc: DomainError,
+    *,
+    form: forms.BaseForm | None = None,
+    rows: dict[str, list[forms.BaseForm]] | None = None,
+) -> None:
+    """The one way the admin shows a refusal: invalid input goes back onto the form it came
+    from; any other refusal (permission, conflict, a lifecycle rule) is a message."""
+    if form is not None and isinstance(exc, ValidationFailed):
+        refusal_to_form(form, exc, rows=rows)
+    else:
+        messages.error(request, refusal_message(exc))
+
+
+# --- admins whose saves are service calls --------------------------------------------------
+
+
+@dataclass
+class _ServiceOutcome:
+    result: Any = None
+    refused: bool = False
+    invalid: ValidationFailed | None = None  # shown on the form, which is then rendered again
+
+
+class ServiceAdminMixin:
+    """For admins whose saves are service calls: a refusal is shown, not a 500.
+
+    ``run_service`` runs the call inside the admin's save. A ValidationFailed about the form
+    passed with it renders that form again with the service's reasons on its fields; any other
+    refusal is a message and the add/change response returns to the same page instead of
+    claiming success. ``service_result`` is what the last successful call returned.
     """
 
-    _REFUSED = "_gatekeeper_service_refused"
+    _OUTCOME = "_gatekeeper_service_outcome"
 
-    def run_service(self, request: Any, call: Any) -> Any:
+    def _outcome(self, request: Any) -> _ServiceOutcome:
+        outcome = getattr(request, self._OUTCOME, None)
+        if outcome is None:
+            outcome = _ServiceOutcome()
+            setattr(request, self._OUTCOME, outcome)
+        return outcome
+
+    def run_service(self, request: Any, call: Any, *, form: Any = None) -> Any:
+        outcome = self._outcome(request)
         try:
-            return call()
+            outcome.result = call()
+            return outcome.result
         except DomainError as exc:
             # All or nothing: the admin runs the whole save (object, inlines) in one
             # transaction; a refusal anywhere undoes what earlier services in it wrote.
             transaction.set_rollback(True)
-            setattr(request, self._REFUSED, True)
-            unmet = getattr(exc, "unmet", [])
-            errors = [m for field_errors in exc.errors.values() for m in field_errors]
-            reasons = unmet or errors
-            detail = exc.detail + (": " + "; ".join(map(str, reasons)) if reasons else "")
-            messages.error(request, detail)
+            outcome.refused = True
+            if form is not None and isinstance(exc, ValidationFailed):
+                outcome.invalid = exc
+            else:
+                report_refusal(request, exc)
             return None
 
+    def service_result(self, request: Any) -> Any:
+        return self._outcome(request).result
+
     def refused(self, request: Any) -> bool:
-        return bool(getattr(request, self._REFUSED, False))
+        return self._outcome(request).refused
+
+    def changeform_view(
+        self, request: Any, object_id: Any = None, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        response = super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        if self._outcome(request).invalid is None:
+            return response
+        # The first pass rolled back; a second one (a new transaction) builds the same form from
+        # the post, get_form puts the service's reasons on it, and the admin renders it.
+        return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+    def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form_class = super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
+        refusal = self._outcome(request).invalid
+        if refusal is None:
+            return form_class
+        invalid: ValidationFailed = refusal
+
+        class RefusedForm(form_class):  # type: ignore[misc,valid-type]
+            def clean(self) -> Any:
+                data = super().clean()
+                refusal_to_form(self, invalid)
+                return data
+
+        return RefusedForm
 
     def save_related(self, request: Any, form: Any, formsets: Any, change: bool) -> None:
         if not self.refused(request):

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms, http
+from django import http
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -19,39 +18,39 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from gatekeeper.admin_utils import ReadOnlyInline, ViewOnlyMixin
+from gatekeeper.admin_utils import (
+    ReadOnlyInline,
+    ServiceAdminMixin,
+    ViewOnlyMixin,
+    report_refusal,
+)
 from gatekeeper.errors import DomainError
 from gates import selectors, services
+from gates.forms import (
+    ConditionFormSet,
+    DecisionForm,
+    DelegationForm,
+    EvidenceForm,
+    GateApproverForm,
+    OpenReviewForm,
+    RiskTiersForm,
+)
 from gates.models import (
-    REJECT_OUTCOMES,
     Approval,
     ApprovalInbox,
     ApproverRule,
     Criterion,
     CriterionKind,
-    Decision,
     Delegation,
     Evidence,
     Gate,
     GateApprover,
     GateReview,
     GateTemplate,
-    Outcome,
     ReviewEvent,
 )
-from programs.models import Initiative, RiskTier
-from programs.roles import INTEGRATIONS
-
-
-def _report(request: http.HttpRequest, exc: DomainError) -> None:
-    """Show a refusal with every reason the domain gave, not just its headline."""
-    reasons = [
-        f"{field}: {msg}" if field not in ("conditions", "non_field_errors") else msg
-        for field, msgs in exc.errors.items()
-        for msg in msgs
-    ]
-    messages.error(request, exc.detail + (" — " + "; ".join(reasons) if reasons else ""))
-
+from programs.models import Initiative
+from programs.selectors import initiatives_visible_to
 
 # --- gates and templates -----------------------------------------------------------------
 
@@ -63,8 +62,9 @@ class GateAdmin(admin.ModelAdmin):
 
     @admin.display(description="Current template")
     def current_version(self, obj: Gate) -> str:
-        template = obj.templates.order_by("-version").first()
-        if template is None:
+        try:
+            template = selectors.gate_template_current(gate=obj)
+        except LookupError:
             return "—"
         url = reverse("admin:gates_gatetemplate_change", args=[template.pk])
         return format_html('<a href="{}">v{}</a>', url, template.version)
@@ -74,31 +74,6 @@ class GateAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-def clean_risk_tiers(value: Any) -> list[str]:
-    """A JSON field takes anything; only a list of known tiers means "applies to these tiers".
-
-    Without this a number crashed the save (``list(5)``) and a string became its letters.
-    """
-    if value in (None, ""):
-        return []
-    known = ", ".join(f'"{t}"' for t in RiskTier.values)
-    if not isinstance(value, list):
-        raise forms.ValidationError(
-            f"Enter a list of risk tiers, e.g. [{known}]; an empty list means every tier."
-        )
-    unknown = [t for t in value if not isinstance(t, str) or t not in RiskTier.values]
-    if unknown:
-        raise forms.ValidationError(
-            f"Unknown risk tier(s) {', '.join(repr(t) for t in unknown)}; use {known}."
-        )
-    return list(dict.fromkeys(value))
-
-
-class RiskTiersForm(forms.ModelForm):
-    def clean_risk_tiers(self) -> list[str]:
-        return clean_risk_tiers(self.cleaned_data.get("risk_tiers"))
 
 
 class CriterionInline(admin.TabularInline):
@@ -116,7 +91,7 @@ class ApproverRuleInline(admin.TabularInline):
 
 
 @admin.register(GateTemplate)
-class GateTemplateAdmin(admin.ModelAdmin):
+class GateTemplateAdmin(ServiceAdminMixin, admin.ModelAdmin):
     """Saving any version writes the next version of its gate; existing rows never change."""
 
     list_display = (
@@ -181,8 +156,9 @@ class GateTemplateAdmin(admin.ModelAdmin):
                         )
                     )
         data = form.cleaned_data
-        try:
-            request._gates_new_template = services.gate_template_revise(
+        self.run_service(
+            request,
+            lambda: services.gate_template_revise(
                 gate=form.instance.gate,
                 actor=request.user,
                 criteria=[spec for _, spec in sorted(criteria, key=lambda c: c[0])],
@@ -192,25 +168,25 @@ class GateTemplateAdmin(admin.ModelAdmin):
                 decision_sla_business_days=data["decision_sla_business_days"],
                 expected_stage_days=data.get("expected_stage_days"),
                 note=data.get("note") or "",
-            )
-        except DomainError as exc:
-            _report(request, exc)
+            ),
+            form=form,
+        )
 
     def construct_change_message(
         self, request: Any, form: Any, formsets: Any, add: bool = False
     ) -> Any:
         # The formsets were never saved (the rows are immutable), so describe the new version.
-        new = getattr(request, "_gates_new_template", None)
+        new = self.service_result(request)
         return f"Revised as {new}" if new is not None else ""
 
     def log_change(self, request: Any, obj: Any, message: Any) -> Any:
-        new = getattr(request, "_gates_new_template", None)
-        return super().log_change(request, new, message) if new is not None else None
+        # Logged against the new version, which is what this save created.
+        return super().log_change(request, self.service_result(request), message)
 
     def response_change(self, request: Any, obj: Any) -> http.HttpResponse:
-        new = getattr(request, "_gates_new_template", None)
-        if new is None:
-            return redirect("admin:gates_gatetemplate_change", obj.pk)
+        if self.refused(request):
+            return super().response_change(request, obj)
+        new = self.service_result(request)
         messages.success(request, f"Saved as {new}; reviews already open keep v{obj.version}.")
         return redirect("admin:gates_gatetemplate_change", new.pk)
 
@@ -245,20 +221,8 @@ class ReviewEventInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-class OpenReviewForm(forms.ModelForm):
-    class Meta:
-        model = GateReview
-        fields = ("initiative",)
-
-
-class EvidenceForm(forms.Form):
-    criterion = forms.ChoiceField()
-    url = forms.URLField(required=False, assume_scheme="https")
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
-
-
 @admin.register(GateReview)
-class GateReviewAdmin(admin.ModelAdmin):
+class GateReviewAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "initiative",
@@ -323,31 +287,28 @@ class GateReviewAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
         if db_field.name == "initiative":
-            from programs.selectors import initiatives_visible_to
-
             kwargs["queryset"] = initiatives_visible_to(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request: Any, obj: GateReview, form: Any, change: bool) -> None:
         initiative: Initiative = form.cleaned_data["initiative"]
-        try:
-            request._gates_review = services.gate_review_open(
-                initiative=initiative, actor=request.user
-            )
-        except DomainError as exc:
-            _report(request, exc)
+        self.run_service(
+            request,
+            lambda: services.gate_review_open(initiative=initiative, actor=request.user),
+            form=form,
+        )
 
     def save_related(self, request: Any, form: Any, formsets: Any, change: bool) -> None:
-        pass
+        pass  # a new review has no inlines; gate_review_open wrote all there is
 
     def log_addition(self, request: Any, obj: Any, message: Any) -> Any:
-        review = getattr(request, "_gates_review", None)
-        return super().log_addition(request, review, message) if review is not None else None
+        # Logged against the review the service opened (``obj`` is the unsaved form instance).
+        return super().log_addition(request, self.service_result(request), message)
 
     def response_add(self, request: Any, obj: Any, post_url_continue: Any = None) -> Any:
-        review = getattr(request, "_gates_review", None)
-        if review is None:
-            return redirect("admin:gates_gatereview_add")
+        if self.refused(request):
+            return super().response_add(request, obj, post_url_continue)
+        review = self.service_result(request)
         messages.success(request, f"Opened {review}.")
         return redirect("admin:gates_gatereview_change", review.pk)
 
@@ -389,7 +350,7 @@ class GateReviewAdmin(admin.ModelAdmin):
                 services.gate_review_submit(review=review, actor=request.user)
                 messages.success(request, f"Submitted {review}.")
             except DomainError as exc:
-                _report(request, exc)
+                report_refusal(request, exc)
 
     def get_urls(self) -> list[Any]:
         extra = [
@@ -408,10 +369,7 @@ class GateReviewAdmin(admin.ModelAdmin):
             for c in selectors.template_criteria(review.template, review.effective_risk_tier)
             if c.kind == CriterionKind.EVIDENCE
         ]
-        form = EvidenceForm(request.POST or None)
-        criterion_field = form.fields["criterion"]
-        assert isinstance(criterion_field, forms.ChoiceField)
-        criterion_field.choices = choices
+        form = EvidenceForm(request.POST or None, criteria=choices)
         if request.method == "POST" and form.is_valid():
             try:
                 services.evidence_attach(
@@ -424,7 +382,7 @@ class GateReviewAdmin(admin.ModelAdmin):
                 messages.success(request, "Evidence attached.")
                 return redirect("admin:gates_gatereview_change", review.pk)
             except DomainError as exc:
-                _report(request, exc)
+                report_refusal(request, exc, form=form)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Attach evidence to {review}",
@@ -438,72 +396,17 @@ class GateReviewAdmin(admin.ModelAdmin):
 # --- the approvals inbox -----------------------------------------------------------------
 
 
-class DecisionForm(forms.Form):
-    decision = forms.ChoiceField(choices=Decision.choices, widget=forms.RadioSelect)
-    outcome = forms.ChoiceField(
-        choices=[("", "—")] + [(o, Outcome(o).label) for o in REJECT_OUTCOMES],
-        required=False,
-        help_text="For a rejection: Recycle (rework, new review), Hold or Kill.",
+def _condition_rows(formset: Any) -> list[Any]:
+    """The rows that say anything, in the order their conditions go to the service."""
+    return [f for f in formset.forms if f.has_changed() and f.cleaned_data]
+
+
+def _condition_spec(row: Any) -> services.ConditionSpec:
+    return services.ConditionSpec(
+        title=row.cleaned_data["title"].strip(),
+        owner=row.cleaned_data["owner"],
+        due_at=row.cleaned_data["due_at"],
     )
-    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
-
-
-class ConditionForm(forms.Form):
-    """One condition of a Conditional Go; a row left entirely blank is ignored."""
-
-    title = forms.CharField(max_length=200, required=False)
-    # The queryset is set per form (below) so it is read when the page is built, not at import.
-    owner = forms.ModelChoiceField(
-        queryset=get_user_model()._default_manager.none(), required=False
-    )
-    due_at = forms.DateTimeField(
-        label="Due",
-        required=False,
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-    )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        owner = self.fields["owner"]
-        assert isinstance(owner, forms.ModelChoiceField)
-        # Whoever owns a condition owns the milestone it becomes: a person who can still sign
-        # in, never a service account.
-        owner.queryset = (
-            get_user_model()
-            ._default_manager.filter(is_active=True)
-            .exclude(groups__name=INTEGRATIONS)
-            .order_by("username")
-        )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        # Blank extra rows are skipped by the formset; a row with anything in it is complete.
-        if not (data.get("title") or "").strip():
-            self.add_error("title", "Give the condition a title.")
-        if data.get("owner") is None:
-            self.add_error("owner", "Choose who owns this condition.")
-        due_at = data.get("due_at")
-        if due_at is None:
-            if "due_at" not in self.errors:
-                self.add_error("due_at", "Give a due date and time.")
-        elif due_at <= timezone.now():
-            self.add_error("due_at", "The due date must be in the future.")
-        return data
-
-
-ConditionFormSet = forms.formset_factory(ConditionForm, extra=3, max_num=20, validate_max=True)
-
-
-def _condition_specs(formset: Any) -> list[services.ConditionSpec]:
-    return [
-        services.ConditionSpec(
-            title=f.cleaned_data["title"].strip(),
-            owner=f.cleaned_data["owner"],
-            due_at=f.cleaned_data["due_at"],
-        )
-        for f in formset.forms
-        if f.has_changed() and f.cleaned_data
-    ]
 
 
 @admin.register(ApprovalInbox)
@@ -576,14 +479,9 @@ class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
         )
         if valid:
             data = form.cleaned_data
-            specs = _condition_specs(conditions) if sent_conditions else []
-            if specs and data["decision"] != Decision.APPROVE:
-                # Dropping them silently would lose what the approver typed; say why instead.
-                form.add_error(
-                    None, "Conditions go with an approval (Conditional Go); clear them to reject."
-                )
-                valid = False
-        if valid:
+            # Conditions on a rejection go to the service too: it refuses them rather than
+            # dropping silently what the approver typed.
+            rows = _condition_rows(conditions) if sent_conditions else []
             try:
                 services.approval_decide(
                     approval=approval,
@@ -591,12 +489,12 @@ class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
                     decision=data["decision"],
                     comment=data["comment"],
                     outcome=data["outcome"] or None,
-                    conditions=specs,
+                    conditions=[_condition_spec(row) for row in rows],
                 )
                 messages.success(request, f"Recorded your decision on {approval}.")
                 return redirect("admin:gates_approvalinbox_changelist")
             except DomainError as exc:
-                _report(request, exc)
+                report_refusal(request, exc, form=form, rows={"conditions": rows})
         review = approval.review
         context = {
             **self.admin_site.each_context(request),
@@ -604,7 +502,7 @@ class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
             "approval": approval,
             "review": review,
             "checklist": selectors.review_checklist(review=review),
-            "others": review.approvals.select_related("approver", "decided_by"),
+            "others": selectors.review_approvals(review=review),
             "form": form,
             "conditions": conditions,
             "opts": self.model._meta,
@@ -615,37 +513,8 @@ class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
 # --- approver roles and delegation --------------------------------------------------------
 
 
-class ServiceCreatedAdmin(admin.ModelAdmin):
-    """Add forms whose save is a service call; a refusal returns to the form with the reason."""
-
-    def log_addition(self, request: Any, obj: Any, message: Any) -> Any:
-        return super().log_addition(request, obj, message) if obj.pk is not None else None
-
-    def response_add(self, request: Any, obj: Any, post_url_continue: Any = None) -> Any:
-        if obj.pk is None:
-            return redirect(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_add")
-        return super().response_add(request, obj, post_url_continue)
-
-
-class GateApproverForm(forms.ModelForm):
-    class Meta:
-        model = GateApprover
-        fields = ("user", "role", "business_unit")
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        # Adding a holder for a role that has one replaces it (gate_approver_assign): validate
-        # against the existing row so the one-per-role constraint is not a form error.
-        existing = GateApprover.objects.filter(
-            role=data.get("role"), business_unit=data.get("business_unit")
-        ).first()
-        if existing is not None:
-            self.instance = existing
-        return data
-
-
 @admin.register(GateApprover)
-class GateApproverAdmin(ServiceCreatedAdmin):
+class GateApproverAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = GateApproverForm
     list_display = ("role", "business_unit", "user")
     list_filter = ("role", "business_unit")
@@ -655,23 +524,19 @@ class GateApproverAdmin(ServiceCreatedAdmin):
         return obj is None and super().has_change_permission(request, obj)
 
     def save_model(self, request: Any, obj: GateApprover, form: Any, change: bool) -> None:
-        try:
-            saved = services.gate_approver_assign(
+        saved = self.run_service(
+            request,
+            lambda: services.gate_approver_assign(
                 actor=request.user, user=obj.user, role=obj.role, business_unit=obj.business_unit
-            )
+            ),
+            form=form,
+        )
+        if saved is not None:
             obj.pk = saved.pk
-        except DomainError as exc:
-            _report(request, exc)
-
-
-class DelegationForm(forms.ModelForm):
-    class Meta:
-        model = Delegation
-        fields = ("principal", "deputy", "starts_on", "ends_on", "reason")
 
 
 @admin.register(Delegation)
-class DelegationAdmin(ServiceCreatedAdmin):
+class DelegationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ("principal", "deputy", "starts_on", "ends_on", "reason", "revoked_at")
     list_filter = ("revoked_at",)
     form = DelegationForm
@@ -690,24 +555,23 @@ class DelegationAdmin(ServiceCreatedAdmin):
         return False
 
     def get_queryset(self, request: Any) -> QuerySet[Delegation]:
-        qs = super().get_queryset(request).select_related("principal", "deputy")
-        if request.user.is_superuser or request.user.has_perm("gates.delegate", None):
-            return qs
-        return qs.filter(principal=request.user) | qs.filter(deputy=request.user)
+        return selectors.delegations_visible_to(user=request.user)
 
     def save_model(self, request: Any, obj: Delegation, form: Any, change: bool) -> None:
-        try:
-            created = services.delegation_create(
+        created = self.run_service(
+            request,
+            lambda: services.delegation_create(
                 actor=request.user,
                 principal=obj.principal,
                 deputy=obj.deputy,
                 starts_on=obj.starts_on,
                 ends_on=obj.ends_on,
                 reason=obj.reason,
-            )
+            ),
+            form=form,
+        )
+        if created is not None:
             obj.pk = created.pk
-        except DomainError as exc:
-            _report(request, exc)
 
     @admin.action(description="Revoke selected delegations")
     def revoke(self, request: Any, queryset: QuerySet[Delegation]) -> None:
@@ -715,4 +579,4 @@ class DelegationAdmin(ServiceCreatedAdmin):
             try:
                 services.delegation_revoke(actor=request.user, delegation=delegation)
             except DomainError as exc:
-                _report(request, exc)
+                report_refusal(request, exc)

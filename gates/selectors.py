@@ -31,7 +31,7 @@ from gates.models import (
     GateRole,
     GateTemplate,
 )
-from programs.models import Initiative
+from programs.models import BusinessUnit, Initiative
 from programs.roles import APPROVERS, INTEGRATIONS, PMO
 
 # --- gates and templates -----------------------------------------------------------------
@@ -229,3 +229,39 @@ def reviews_visible_to(*, user: User) -> QuerySet[GateReview]:
         | Q(initiative__delivery_lead=user)
         | Q(approvals__approver_id__in=principals_of(user))
     ).distinct()
+
+
+# --- what the admin lists and offers ------------------------------------------------------
+
+
+def delegations_visible_to(*, user: User) -> QuerySet[Delegation]:
+    """Everyone's for whoever may delegate for others; otherwise those naming ``user``."""
+    qs = Delegation.objects.select_related("principal", "deputy")
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_superuser or user.has_perm("gates.delegate", None):
+        return qs
+    return qs.filter(Q(principal=user) | Q(deputy=user))
+
+
+def gate_approver_holding(
+    *, role: str | None, business_unit: BusinessUnit | None
+) -> GateApprover | None:
+    """Who holds ``role`` for ``business_unit`` (None: company-wide) now, if anyone."""
+    return GateApprover.objects.filter(role=role, business_unit=business_unit).first()
+
+
+def condition_owner_candidates() -> QuerySet[User]:
+    """Who may own a Conditional Go's condition, and so the milestone it becomes: a person who
+    can still sign in, never a service account."""
+    return (
+        get_user_model()
+        ._default_manager.filter(is_active=True)
+        .exclude(groups__name=INTEGRATIONS)
+        .order_by("username")
+    )
+
+
+def review_approvals(*, review: GateReview) -> QuerySet[Approval]:
+    """Every approval of ``review`` with who holds and who decided it."""
+    return review.approvals.select_related("approver", "decided_by")

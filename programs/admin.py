@@ -9,19 +9,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from django import forms, http
+from django import http
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.template.response import TemplateResponse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django_fsm.admin import FSMAdminMixin
 
-from gatekeeper.admin_utils import ReadOnlyInline, ServiceAdminMixin, ViewOnlyMixin
+from gatekeeper.admin_utils import (
+    ReadOnlyInline,
+    ServiceAdminMixin,
+    ViewOnlyMixin,
+    refusal_message,
+)
 from gatekeeper.errors import DomainError
 from gatekeeper.types import User
 from programs import selectors, services
+from programs.forms import ReasonForm, RequiredReasonForm
 from programs.models import (
     BusinessUnit,
     ExternalReference,
@@ -36,14 +41,6 @@ from programs.models import (
 def _actor(request: http.HttpRequest) -> User:
     # The admin lets only signed-in staff through, so the user here is never anonymous.
     return cast(User, request.user)
-
-
-class ReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
-
-
-class RequiredReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=True)
 
 
 _SERVICE_FOR: dict[str, Callable[..., Any]] = {
@@ -215,6 +212,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
                 lambda: services.initiative_update(
                     initiative=obj, actor=_actor(request), changes=changes
                 ),
+                form=form,
             )
             return
         created = self.run_service(
@@ -230,6 +228,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
                 risk_tier=obj.risk_tier,
                 target_workflow=obj.target_workflow,
             ),
+            form=form,
         )
         if created is not None:
             obj.pk = created.pk
@@ -277,9 +276,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
         try:
             service(initiative=obj, actor=_actor(request), reason=reason)
         except DomainError as exc:
-            unmet = getattr(exc, "unmet", [])
-            detail = exc.detail + (": " + "; ".join(unmet) if unmet else "")
-            self.message_user(request, detail, messages.ERROR)
+            self.message_user(request, refusal_message(exc), messages.ERROR)
             return False
         self.message_user(request, f"{obj.key} is now {obj.get_stage_display()}.", messages.SUCCESS)
         return True
@@ -338,6 +335,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
                     owner=obj.owner,
                     due_at=obj.due_at,
                 ),
+                form=form,
             )
             return
         created = self.run_service(
@@ -352,6 +350,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 external_system=obj.external_system,
                 external_key=obj.external_key,
             ),
+            form=form,
         )
         if created is not None:
             obj.pk = created.pk
@@ -378,7 +377,9 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
                     )
                     waived += 1
                 except DomainError as exc:
-                    self.message_user(request, f"{milestone}: {exc.detail}", messages.ERROR)
+                    self.message_user(
+                        request, f"{milestone}: {refusal_message(exc)}", messages.ERROR
+                    )
             if waived:
                 self.message_user(request, f"{waived} milestone(s) waived.", messages.SUCCESS)
             return None
@@ -399,7 +400,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 services.milestone_complete(milestone=milestone, actor=_actor(request))
                 done += 1
             except DomainError as exc:
-                self.message_user(request, f"{milestone}: {exc.detail}", messages.ERROR)
+                self.message_user(request, f"{milestone}: {refusal_message(exc)}", messages.ERROR)
         if done:
             self.message_user(request, f"{done} milestone(s) marked done.", messages.SUCCESS)
 
@@ -412,9 +413,7 @@ class StageTransitionAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_select_related = ("initiative", "actor")
 
     def get_queryset(self, request: http.HttpRequest) -> QuerySet[StageTransition]:
-        return StageTransition.objects.filter(
-            initiative__in=selectors.initiatives_visible_to(request.user)
-        )
+        return selectors.transitions_visible_to(request.user)
 
 
 @admin.register(MetricReading)
@@ -431,15 +430,11 @@ class MetricReadingAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return obj.metric.initiative
 
     def get_queryset(self, request: http.HttpRequest) -> QuerySet[MetricReading]:
-        return MetricReading.objects.filter(
-            metric__initiative__in=selectors.initiatives_visible_to(request.user)
-        )
+        return selectors.readings_visible_to(request.user)
 
     def formfield_for_foreignkey(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
         if db_field.name == "metric":
-            kwargs["queryset"] = SuccessMetric.objects.filter(
-                initiative__in=selectors.initiatives_visible_to(request.user)
-            ).select_related("initiative")
+            kwargs["queryset"] = selectors.metrics_visible_to(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_view_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
@@ -454,27 +449,6 @@ class MetricReadingAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def get_form(self, request: Any, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        base = super().get_form(request, obj, change, **kwargs)
-        user = request.user
-
-        class ReadingForm(base):  # type: ignore[valid-type,misc]
-            # The service refuses these too; checking here shows the reason on the form
-            # instead of failing after "save".
-            def clean(self) -> dict[str, Any]:
-                data = super().clean() or {}
-                metric = data.get("metric")
-                if metric is not None and not user.has_perm(
-                    "programs.change_initiative", metric.initiative
-                ):
-                    raise forms.ValidationError("You may not record results for this initiative.")
-                measured_at = data.get("measured_at")
-                if measured_at is not None and measured_at > timezone.now():
-                    self.add_error("measured_at", "A measurement cannot be in the future.")
-                return data
-
-        return ReadingForm
-
     def save_model(self, request: http.HttpRequest, obj: Any, form: Any, change: bool) -> None:
         reading = self.run_service(
             request,
@@ -484,6 +458,7 @@ class MetricReadingAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 value=obj.value,
                 measured_at=obj.measured_at,
             ),
+            form=form,
         )
         if reading is not None:
             obj.pk = reading.pk

@@ -8,7 +8,13 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from programs.guards import Guard
-from programs.models import Initiative, Milestone
+from programs.models import (
+    Initiative,
+    MetricReading,
+    Milestone,
+    StageTransition,
+    SuccessMetric,
+)
 from programs.ports import stage_budget
 from programs.roles import PMO
 from programs.stages import ACTIVE_STAGES
@@ -91,3 +97,21 @@ def metrics_missing_baseline_or_target(initiative: Initiative) -> list[str]:
     ):
         return ["at least one success metric needs both a baseline and a target"]
     return []
+
+
+# --- what the admin lists --------------------------------------------------------------------
+
+
+def transitions_visible_to(user: Any) -> QuerySet[StageTransition]:
+    """Stage history of the initiatives ``user`` may see."""
+    return StageTransition.objects.filter(initiative__in=initiatives_visible_to(user))
+
+
+def metrics_visible_to(user: Any) -> QuerySet[SuccessMetric]:
+    return SuccessMetric.objects.filter(initiative__in=initiatives_visible_to(user)).select_related(
+        "initiative"
+    )
+
+
+def readings_visible_to(user: Any) -> QuerySet[MetricReading]:
+    return MetricReading.objects.filter(metric__initiative__in=initiatives_visible_to(user))
