@@ -383,3 +383,25 @@ def evidence_pack(*, review: GateReview) -> dict[str, Any]:
             "json": reverse("gates:evidence-pack-json", args=[review.pk]),
         },
     }
+
+
+# --- API reads (appended for api/) ---------------------------------------------------------
+
+
+def approvals_visible_to(*, user: Any) -> QuerySet[Approval]:
+    """Approvals of every review the user may see (its people see who decides their gate)."""
+    return Approval.objects.select_related(
+        "review__gate", "review__initiative", "approver", "decided_by"
+    ).filter(review__in=reviews_visible_to(user=user).values("pk"))
+
+
+def evidence_visible_to(*, user: Any) -> QuerySet[Evidence]:
+    return Evidence.objects.select_related("review", "criterion", "attached_by").filter(
+        review__in=reviews_visible_to(user=user).values("pk")
+    )
+
+
+def gate_templates_published() -> QuerySet[GateTemplate]:
+    return GateTemplate.objects.select_related("gate").prefetch_related(
+        Prefetch("criteria", queryset=Criterion.objects.order_by("position")), "approvers"
+    )

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from programs.models import Initiative, Milestone
+from programs.models import (
+    Initiative,
+    MetricReading,
+    Milestone,
+    StageTransition,
+    SuccessMetric,
+)
 from programs.roles import PMO
 
 
@@ -37,3 +44,53 @@ def milestones_visible_to(user: Any) -> QuerySet[Milestone]:
         | Q(initiative__sponsor=user)
         | Q(initiative__delivery_lead=user)
     )
+
+
+# --- API reads (appended for api/) ---------------------------------------------------------
+
+
+def metrics_visible_to(user: Any) -> QuerySet[SuccessMetric]:
+    return SuccessMetric.objects.select_related("initiative").filter(
+        initiative__in=initiatives_visible_to(user).values("pk")
+    )
+
+
+def readings_visible_to(user: Any) -> QuerySet[MetricReading]:
+    return MetricReading.objects.select_related("metric", "recorded_by").filter(
+        metric__initiative__in=initiatives_visible_to(user).values("pk")
+    )
+
+
+def stage_transitions_visible_to(user: Any) -> QuerySet[StageTransition]:
+    return StageTransition.objects.select_related("initiative", "actor").filter(
+        initiative__in=initiatives_visible_to(user).values("pk")
+    )
+
+
+@dataclass(frozen=True)
+class TransitionOption:
+    name: str
+    target: str
+    permitted: bool
+    unmet: list[str]
+
+    @property
+    def allowed(self) -> bool:
+        return self.permitted and not self.unmet
+
+
+def transitions_for(*, initiative: Initiative, user: Any) -> list[TransitionOption]:
+    """What ``user`` may do to the initiative now: each move from its stage, with every reason it
+    can't run yet, including the caller's own lack of the right to move it."""
+    from programs import services as programs_services  # services may read selectors
+
+    permitted = bool(user.has_perm("programs.change_stage", initiative))
+    options = []
+    for name, unmet in programs_services.available_transitions(initiative).items():
+        spec = getattr(initiative, name)._django_fsm.get_transition(initiative.stage)
+        target = spec.target if isinstance(spec.target, str) else initiative.held_from
+        reasons = list(unmet)
+        if not permitted:
+            reasons.insert(0, f"you may not {name.replace('_', ' ')} {initiative.key}")
+        options.append(TransitionOption(name, target or "", permitted, reasons))
+    return options
