@@ -280,7 +280,7 @@ class ChecklistItemSerializer(serializers.Serializer):  # type: ignore[type-arg]
     code = serializers.CharField()
     text = serializers.CharField()
     kind = serializers.CharField()
-    required = serializers.BooleanField()
+    required = serializers.BooleanField()  # type: ignore[assignment]
     satisfied = serializers.BooleanField()
     reasons = serializers.ListField(child=serializers.CharField())
     evidence = ChecklistEvidenceSerializer(many=True)
@@ -335,7 +335,7 @@ class ReviewOpenSerializer(serializers.Serializer):  # type: ignore[type-arg]
         super().__init__(*args, **kwargs)
         scoped = self.context.get("initiatives")
         if scoped is not None:
-            self.fields["initiative"].queryset = scoped
+            self.fields["initiative"].queryset = scoped  # type: ignore[attr-defined]
 
 
 class EvidenceSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -390,4 +390,4 @@ class DecisionSerializer(serializers.Serializer):  # type: ignore[type-arg]
     decision = serializers.ChoiceField(choices=Decision.choices)
     comment = Text(required=False, default="")
     outcome = serializers.ChoiceField(choices=Outcome.choices, required=False, allow_null=True)
-    conditions = ConditionSerializer(many=True, required=False, default=list, max_length=50)
+    conditions = ConditionSerializer(many=True, required=False, default=list, max_length=50)  # type: ignore[call-arg]
