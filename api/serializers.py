@@ -391,3 +391,42 @@ class DecisionSerializer(serializers.Serializer):  # type: ignore[type-arg]
     comment = Text(required=False, default="")
     outcome = serializers.ChoiceField(choices=Outcome.choices, required=False, allow_null=True)
     conditions = ConditionSerializer(many=True, required=False, default=list, max_length=50)  # type: ignore[call-arg]
+
+
+# --- portfolio ----------------------------------------------------------------------------------
+
+
+class StageCountsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for stage in Initiative._meta.get_field("stage").choices or []:
+            self.fields[stage[0]] = serializers.IntegerField()
+
+
+class UnitCountsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    business_unit = serializers.CharField()
+    by_stage = StageCountsSerializer()
+
+
+class ConversionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    entered_pilot = serializers.IntegerField()
+    reached_operations = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True)
+
+
+class MedianDaysSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    proposed = serializers.FloatField(allow_null=True)
+    pilot = serializers.FloatField(allow_null=True)
+    integration = serializers.FloatField(allow_null=True)
+    hardening = serializers.FloatField(allow_null=True)
+
+
+class PortfolioSummarySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    generated_at = serializers.DateTimeField()
+    total = serializers.IntegerField()
+    by_stage = StageCountsSerializer()
+    by_business_unit = UnitCountsSerializer(many=True)
+    overdue = serializers.IntegerField(help_text="Initiatives with an open milestone past due.")
+    stalled = serializers.IntegerField(help_text="Initiatives past their stage's allowed time.")
+    median_days_in_stage = MedianDaysSerializer()
+    pilot_to_operations = ConversionSerializer()

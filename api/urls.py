@@ -17,5 +17,6 @@ app_name = "api"
 
 urlpatterns = [
     path("v1/", include(router.urls)),
+    path("v1/portfolio/summary/", views.PortfolioSummaryView.as_view(), name="portfolio-summary"),
     re_path(r"^.*$", views.NotFoundView.as_view(), name="not-found"),
 ]

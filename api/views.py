@@ -31,6 +31,7 @@ from api import serializers as s
 from gatekeeper.errors import TransitionRefused
 from gates import selectors as gates_selectors
 from gates import services as gates_services
+from programs import portfolio
 from programs import selectors as programs_selectors
 from programs import services as programs_services
 from programs.models import ExternalReference, Initiative
@@ -496,3 +497,16 @@ class NotFoundView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         raise NotFound("No such endpoint.")
+
+
+class PortfolioSummaryView(APIView):
+    """Counts over the initiatives the caller may see (PMO: all)."""
+
+    @extend_schema(
+        summary="Portfolio summary: by stage and business unit, overdue, stalled, time in stage, "
+        "pilot-to-operations conversion",
+        responses={200: s.PortfolioSummarySerializer, 401: PROBLEM},
+    )
+    def get(self, request: Request) -> Response:
+        summary = portfolio.portfolio_summary(user=request.user)
+        return Response(s.PortfolioSummarySerializer(summary).data)

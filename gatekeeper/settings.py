@@ -224,6 +224,22 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- cache (API throttling) -----------------------------------------------------------------
+# Shared by every web process when Redis is configured, so a budget holds across workers;
+# per-process memory otherwise (the embedded default).
+_cache_url = env_str("REDIS_URL")
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "gatekeeper",
+        }
+        if _cache_url
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     # Token first: an unauthenticated API call then gets 401 with `WWW-Authenticate: Token`
@@ -243,6 +259,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DATETIME_FORMAT": "iso-8601",
     "COERCE_DECIMAL_TO_STRING": True,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "api.throttling.CallerRateThrottle",
+        "api.throttling.WriteRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "caller": env_str("API_RATE_CALLER", "1200/min"),
+        "write": env_str("API_RATE_WRITE", "120/min"),
+    },
 }
 # Tokens are issued in the admin (or `manage.py issue_api_token`) and expire; rotate by issuing
 # a new one and deleting the old row.
