@@ -1,7 +1,8 @@
-"""One JSON error shape for every 4xx (RFC 9457 style, DESIGN.md §2 Errors)."""
+"""One JSON error shape for every 4xx and 5xx (RFC 9457 style, DESIGN.md §2 Errors)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -14,6 +15,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from gatekeeper.errors import DomainError
 
 PROBLEM_BASE = "https://gatekeeper.dev/problems/"
+
+logger = logging.getLogger(__name__)
 
 
 def problem(
@@ -52,6 +55,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     response = drf_exception_handler(exc, context)
     if response is None or not isinstance(exc, drf_exceptions.APIException):
+        if response is None:
+            # A bug, not the caller's fault: logged with its traceback, answered in the same
+            # shape as every other error and without internals.
+            logger.error("unhandled error in an API view", exc_info=exc)
+            return problem(500, "server-error", "Server error", "An unexpected error occurred.")
         return response
     if isinstance(exc, drf_exceptions.ValidationError):
         errors = _flatten(exc.detail)

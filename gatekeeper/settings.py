@@ -45,9 +45,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_fsm",
     "pgtrigger",
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "programs",
     "gates",
     "integrations",
+    "api",
     "axes",
 ]
 
@@ -224,23 +226,77 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- cache (API throttling) -----------------------------------------------------------------
+# Shared by every web process when Redis is configured, so a budget holds across workers;
+# per-process memory otherwise (the embedded default).
+_cache_url = env_str("REDIS_URL")
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "gatekeeper",
+        }
+        if _cache_url
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: an unauthenticated API call then gets 401 with `WWW-Authenticate: Token`
+    # (session auth alone can only answer 403). Knox stores a SHA-512 digest, never the token.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "gatekeeper.api_errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DATETIME_FORMAT": "iso-8601",
+    "COERCE_DECIMAL_TO_STRING": True,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "api.throttling.CallerRateThrottle",
+        "api.throttling.WriteRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "caller": env_str("API_RATE_CALLER", "1200/min"),
+        "write": env_str("API_RATE_WRITE", "120/min"),
+    },
+}
+# Tokens are issued in the admin (or `manage.py issue_api_token`) and expire; rotate by issuing
+# a new one and deleting the old row.
+REST_KNOX = {
+    "TOKEN_TTL": dt.timedelta(days=env_int("API_TOKEN_TTL_DAYS", 90, minimum=1)),
+    "AUTO_REFRESH": False,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Gatekeeper API",
-    "DESCRIPTION": "Stage-gate workflow engine for AI initiatives",
+    "DESCRIPTION": (
+        "Stage-gate workflow engine for AI initiatives. Authenticate with "
+        "`Authorization: Token <token>` (tokens are issued by an administrator) or a browser "
+        "session. Every error is `application/problem+json` (RFC 9457)."
+    ),
     "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # The schema describes every endpoint: only signed-in people read it outside development.
+    "SERVE_PERMISSIONS": (
+        ["rest_framework.permissions.AllowAny"]
+        if DEBUG
+        else ["rest_framework.permissions.IsAuthenticated"]
+    ),
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Every stage field shares one enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"StageEnum": "programs.stages.Stage"},
 }
 
 # --- gatekeeper -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from gatekeeper.types import User
@@ -265,3 +265,25 @@ def condition_owner_candidates() -> QuerySet[User]:
 def review_approvals(*, review: GateReview) -> QuerySet[Approval]:
     """Every approval of ``review`` with who holds and who decided it."""
     return review.approvals.select_related("approver", "decided_by")
+
+
+# --- what the API lists ----------------------------------------------------------------------
+
+
+def approvals_visible_to(*, user: User) -> QuerySet[Approval]:
+    """Approvals of every review the user may see (its people see who decides their gate)."""
+    return Approval.objects.select_related(
+        "review__gate", "review__initiative", "approver", "decided_by"
+    ).filter(review__in=reviews_visible_to(user=user).values("pk"))
+
+
+def evidence_visible_to(*, user: User) -> QuerySet[Evidence]:
+    return Evidence.objects.select_related("review", "criterion", "attached_by").filter(
+        review__in=reviews_visible_to(user=user).values("pk")
+    )
+
+
+def gate_templates_published() -> QuerySet[GateTemplate]:
+    return GateTemplate.objects.select_related("gate").prefetch_related(
+        Prefetch("criteria", queryset=Criterion.objects.order_by("position")), "approvers"
+    )

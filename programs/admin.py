@@ -7,7 +7,7 @@ so the admin writes the same transition record and outbox events as the API and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from django import http
 from django.contrib import admin, messages
@@ -24,7 +24,7 @@ from gatekeeper.admin_utils import (
     refusal_message,
 )
 from gatekeeper.errors import DomainError
-from gatekeeper.types import User
+from gatekeeper.types import signed_in_user
 from programs import selectors, services
 from programs.forms import ReasonForm, RequiredReasonForm
 from programs.models import (
@@ -36,12 +36,6 @@ from programs.models import (
     StageTransition,
     SuccessMetric,
 )
-
-
-def _actor(request: http.HttpRequest) -> User:
-    # The admin lets only signed-in staff through, so the user here is never anonymous.
-    return cast(User, request.user)
-
 
 _SERVICE_FOR: dict[str, Callable[..., Any]] = {
     "start_pilot": services.initiative_advance,
@@ -174,7 +168,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
                 created = self.run_service(
                     request,
                     lambda data=data: services.metric_add(
-                        initiative=form.instance, actor=_actor(request), **data
+                        initiative=form.instance, actor=signed_in_user(request), **data
                     ),
                 )
                 if created is not None:
@@ -185,7 +179,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
                     request,
                     lambda form=inline_form, changed=changed, data=data: services.metric_update(
                         metric=form.instance,
-                        actor=_actor(request),
+                        actor=signed_in_user(request),
                         changes={n: data[n] for n in changed},
                     ),
                 )
@@ -210,7 +204,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
             self.run_service(
                 request,
                 lambda: services.initiative_update(
-                    initiative=obj, actor=_actor(request), changes=changes
+                    initiative=obj, actor=signed_in_user(request), changes=changes
                 ),
                 form=form,
             )
@@ -218,7 +212,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
         created = self.run_service(
             request,
             lambda: services.initiative_create(
-                actor=_actor(request),
+                actor=signed_in_user(request),
                 name=obj.name,
                 business_unit=obj.business_unit,
                 summary=obj.summary,
@@ -274,7 +268,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
             return False
         reason = (kwargs or {}).get("reason", "")
         try:
-            service(initiative=obj, actor=_actor(request), reason=reason)
+            service(initiative=obj, actor=signed_in_user(request), reason=reason)
         except DomainError as exc:
             self.message_user(request, refusal_message(exc), messages.ERROR)
             return False
@@ -330,7 +324,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 request,
                 lambda: services.milestone_update(
                     milestone=obj,
-                    actor=_actor(request),
+                    actor=signed_in_user(request),
                     title=obj.title,
                     owner=obj.owner,
                     due_at=obj.due_at,
@@ -342,7 +336,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
             request,
             lambda: services.milestone_add(
                 initiative=obj.initiative,
-                actor=_actor(request),
+                actor=signed_in_user(request),
                 title=obj.title,
                 owner=obj.owner,
                 due_at=obj.due_at,
@@ -372,7 +366,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 try:
                     services.milestone_waive(
                         milestone=milestone,
-                        actor=_actor(request),
+                        actor=signed_in_user(request),
                         reason=form.cleaned_data["reason"],
                     )
                     waived += 1
@@ -397,7 +391,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
         done = 0
         for milestone in queryset:
             try:
-                services.milestone_complete(milestone=milestone, actor=_actor(request))
+                services.milestone_complete(milestone=milestone, actor=signed_in_user(request))
                 done += 1
             except DomainError as exc:
                 self.message_user(request, f"{milestone}: {refusal_message(exc)}", messages.ERROR)
@@ -413,7 +407,7 @@ class StageTransitionAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_select_related = ("initiative", "actor")
 
     def get_queryset(self, request: http.HttpRequest) -> QuerySet[StageTransition]:
-        return selectors.transitions_visible_to(request.user)
+        return selectors.stage_transitions_visible_to(request.user)
 
 
 @admin.register(MetricReading)
@@ -454,7 +448,7 @@ class MetricReadingAdmin(ServiceAdminMixin, admin.ModelAdmin):
             request,
             lambda: services.metric_record_value(
                 metric=obj.metric,
-                actor=_actor(request),
+                actor=signed_in_user(request),
                 value=obj.value,
                 measured_at=obj.measured_at,
             ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -99,19 +100,50 @@ def metrics_missing_baseline_or_target(initiative: Initiative) -> list[str]:
     return []
 
 
-# --- what the admin lists --------------------------------------------------------------------
+# --- what the admin and the API list ----------------------------------------------------------
 
 
-def transitions_visible_to(user: Any) -> QuerySet[StageTransition]:
+def stage_transitions_visible_to(user: Any) -> QuerySet[StageTransition]:
     """Stage history of the initiatives ``user`` may see."""
-    return StageTransition.objects.filter(initiative__in=initiatives_visible_to(user))
+    return StageTransition.objects.select_related("initiative", "actor").filter(
+        initiative__in=initiatives_visible_to(user).values("pk")
+    )
 
 
 def metrics_visible_to(user: Any) -> QuerySet[SuccessMetric]:
-    return SuccessMetric.objects.filter(initiative__in=initiatives_visible_to(user)).select_related(
-        "initiative"
+    return SuccessMetric.objects.select_related("initiative").filter(
+        initiative__in=initiatives_visible_to(user).values("pk")
     )
 
 
 def readings_visible_to(user: Any) -> QuerySet[MetricReading]:
-    return MetricReading.objects.filter(metric__initiative__in=initiatives_visible_to(user))
+    return MetricReading.objects.select_related("metric", "recorded_by").filter(
+        metric__initiative__in=initiatives_visible_to(user).values("pk")
+    )
+
+
+@dataclass(frozen=True)
+class TransitionOption:
+    name: str
+    target: str
+    permitted: bool
+    unmet: list[str]
+
+    @property
+    def allowed(self) -> bool:
+        return self.permitted and not self.unmet
+
+
+def transitions_for(*, initiative: Initiative, user: Any) -> list[TransitionOption]:
+    """What ``user`` may do to the initiative now: each move from its stage, with every reason it
+    can't run yet, including the caller's own lack of the right to move it."""
+    permitted = bool(user.has_perm("programs.change_stage", initiative))
+    options = []
+    for name, unmet in available_transitions(initiative).items():
+        spec = getattr(initiative, name)._django_fsm.get_transition(initiative.stage)
+        target = spec.target if isinstance(spec.target, str) else initiative.held_from
+        reasons = list(unmet)
+        if not permitted:
+            reasons.insert(0, f"you may not {name.replace('_', ' ')} {initiative.key}")
+        options.append(TransitionOption(name, target or "", permitted, reasons))
+    return options

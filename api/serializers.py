@@ -1,0 +1,432 @@
+"""Representations of what selectors return, and validated inputs for the actions.
+
+No serializer here saves anything: output serializers are read-only, input serializers only
+validate and hand plain values to a service (DESIGN.md §2: the API holds no rule of its own).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.validators import ProhibitNullCharactersValidator
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from gates.models import (
+    Approval,
+    ApproverRule,
+    Criterion,
+    Decision,
+    Evidence,
+    GateReview,
+    GateTemplate,
+    Outcome,
+)
+from programs.models import Initiative, MetricReading, Milestone, StageTransition, SuccessMetric
+
+# --- shared fields ----------------------------------------------------------------------------
+
+
+class SafeSlugRelatedField(serializers.SlugRelatedField):  # type: ignore[type-arg]
+    """Odd input (NUL, non-strings, too long) is a 400 here, never a database error."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str) or not data or len(data) > 150 or "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class Username(SafeSlugRelatedField):
+    """A user named by username."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("slug_field", "username")
+        if not kwargs.get("read_only"):
+            kwargs.setdefault("queryset", get_user_model().objects.filter(is_active=True))
+        super().__init__(**kwargs)
+
+
+def _username() -> Any:
+    return Username(read_only=True)
+
+
+class Text(serializers.CharField):
+    """Free text with a length cap (a body the size of a novel is refused, not stored)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 5000)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("trim_whitespace", True)
+        super().__init__(**kwargs)
+        if not any(isinstance(v, ProhibitNullCharactersValidator) for v in self.validators):
+            self.validators.append(ProhibitNullCharactersValidator())
+
+
+# --- initiatives --------------------------------------------------------------------------------
+
+
+class ExternalRefSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    system = serializers.CharField(read_only=True)
+    key = serializers.CharField(read_only=True)
+    url = serializers.CharField(read_only=True)
+
+
+class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    business_unit = serializers.SlugRelatedField(slug_field="code", read_only=True)  # type: ignore[var-annotated]
+    business_owner = _username()
+    sponsor = _username()
+    delivery_lead = _username()
+    external_refs = ExternalRefSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Initiative
+        fields = [
+            "key",
+            "name",
+            "summary",
+            "business_unit",
+            "business_owner",
+            "sponsor",
+            "delivery_lead",
+            "risk_tier",
+            "target_workflow",
+            "stage",
+            "held_from",
+            "stage_entered_at",
+            "stall_at",
+            "health",
+            "external_refs",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class MetricReadingSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    recorded_by = _username()
+
+    class Meta:
+        model = MetricReading
+        fields = ["id", "metric", "value", "measured_at", "recorded_by", "recorded_at"]
+        read_only_fields = fields
+
+
+class SuccessMetricSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    initiative = serializers.SlugRelatedField(slug_field="key", read_only=True)  # type: ignore[var-annotated]
+    on_target = serializers.BooleanField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = SuccessMetric
+        fields = [
+            "id",
+            "initiative",
+            "name",
+            "unit",
+            "baseline",
+            "target",
+            "direction",
+            "current_value",
+            "measured_at",
+            "on_target",
+        ]
+        read_only_fields = fields
+
+
+class MilestoneSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    initiative = serializers.SlugRelatedField(slug_field="key", read_only=True)  # type: ignore[var-annotated]
+    owner = _username()
+    completed_by = _username()
+
+    class Meta:
+        model = Milestone
+        fields = [
+            "id",
+            "initiative",
+            "stage",
+            "title",
+            "owner",
+            "due_at",
+            "status",
+            "completed_at",
+            "completed_by",
+            "waive_reason",
+            "is_gate_condition",
+            "external_system",
+            "external_key",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class StageTransitionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    initiative = serializers.SlugRelatedField(slug_field="key", read_only=True)  # type: ignore[var-annotated]
+    actor = _username()
+
+    class Meta:
+        model = StageTransition
+        fields = [
+            "id",
+            "initiative",
+            "transition",
+            "from_stage",
+            "to_stage",
+            "actor",
+            "reason",
+            "gate_review_id",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class TransitionOptionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(read_only=True)
+    target = serializers.CharField(read_only=True)
+    permitted = serializers.BooleanField(
+        read_only=True, help_text="Whether the caller has the right to make this move at all."
+    )
+    allowed = serializers.BooleanField(
+        read_only=True, help_text="Permitted and no unmet condition."
+    )
+    unmet = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+
+class TransitionRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    transition = serializers.ChoiceField(
+        choices=[
+            "start_pilot",
+            "start_integration",
+            "start_hardening",
+            "start_operations",
+            "hold",
+            "resume",
+            "cancel",
+            "retire",
+        ]
+    )
+    reason = Text(required=False, default="")
+    expected_stage = serializers.ChoiceField(
+        choices=Initiative._meta.get_field("stage").choices,
+        required=False,
+        help_text="The stage the caller saw; if the initiative moved since, the answer is 409.",
+    )
+
+
+class ReasonSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    reason = Text()
+
+
+class MetricReadingRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    value = serializers.DecimalField(max_digits=18, decimal_places=4)
+    measured_at = serializers.DateTimeField(required=False)
+
+
+# --- gates ----------------------------------------------------------------------------------------
+
+
+class CriterionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = Criterion
+        fields = ["position", "code", "text", "kind", "required", "risk_tiers"]
+        read_only_fields = fields
+
+
+class ApproverRuleSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = ApproverRule
+        fields = ["role", "risk_tiers"]
+        read_only_fields = fields
+
+
+class GateTemplateSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    gate = serializers.SlugRelatedField(slug_field="code", read_only=True)  # type: ignore[var-annotated]
+    gate_name = serializers.CharField(source="gate.name", read_only=True)
+    from_stage = serializers.CharField(source="gate.from_stage", read_only=True)
+    to_stage = serializers.CharField(source="gate.to_stage", read_only=True)
+    criteria = CriterionSerializer(many=True, read_only=True)
+    approvers = ApproverRuleSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = GateTemplate
+        fields = [
+            "id",
+            "gate",
+            "gate_name",
+            "from_stage",
+            "to_stage",
+            "version",
+            "quorum_policy",
+            "quorum_n",
+            "decision_sla_business_days",
+            "expected_stage_days",
+            "criteria",
+            "approvers",
+            "note",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ChecklistEvidenceSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+    note = serializers.CharField()
+    attached_by = serializers.DictField(allow_null=True)
+    attached_at = serializers.DateTimeField()
+    carried_from_evidence_id = serializers.IntegerField(allow_null=True)
+
+
+class ChecklistItemSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    code = serializers.CharField()
+    text = serializers.CharField()
+    kind = serializers.CharField()
+    required = serializers.BooleanField()  # type: ignore[assignment]
+    satisfied = serializers.BooleanField()
+    reasons = serializers.ListField(child=serializers.CharField())
+    evidence = ChecklistEvidenceSerializer(many=True)
+
+
+class GateReviewSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    initiative = serializers.SlugRelatedField(slug_field="key", read_only=True)  # type: ignore[var-annotated]
+    gate = serializers.SlugRelatedField(slug_field="code", read_only=True)  # type: ignore[var-annotated]
+    template_version = serializers.IntegerField(source="template.version", read_only=True)
+    submitted_by = _username()
+
+    class Meta:
+        model = GateReview
+        fields = [
+            "id",
+            "initiative",
+            "gate",
+            "template_version",
+            "state",
+            "outcome",
+            "risk_tier",
+            "created_at",
+            "submitted_by",
+            "submitted_at",
+            "decided_at",
+            "decision_summary",
+            "closed_reason",
+        ]
+        read_only_fields = fields
+
+
+class GateReviewDetailSerializer(GateReviewSerializer):
+    checklist = serializers.SerializerMethodField()
+
+    class Meta(GateReviewSerializer.Meta):
+        fields = [*GateReviewSerializer.Meta.fields, "checklist"]
+        read_only_fields = fields
+
+    @extend_schema_field(ChecklistItemSerializer(many=True))
+    def get_checklist(self, review: GateReview) -> list[dict[str, Any]]:
+        return list(self.context["checklist"])
+
+
+class ReviewOpenSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    initiative = SafeSlugRelatedField(
+        slug_field="key",
+        queryset=Initiative.objects.none(),  # the view scopes it to the caller
+        help_text="Key of the initiative; the review is for the gate out of its current stage.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        scoped = self.context.get("initiatives")
+        if scoped is not None:
+            self.fields["initiative"].queryset = scoped  # type: ignore[attr-defined]
+
+
+class EvidenceSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    criterion = serializers.SlugRelatedField(slug_field="code", read_only=True)  # type: ignore[var-annotated]
+    attached_by = _username()
+
+    class Meta:
+        model = Evidence
+        fields = ["id", "review", "criterion", "url", "note", "attached_by", "attached_at"]
+        read_only_fields = fields
+
+
+class EvidenceAttachSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    criterion = serializers.SlugField(max_length=60, help_text="Code of an evidence criterion.")
+    url = serializers.URLField(max_length=500, required=False, default="", allow_blank=True)
+    note = Text(required=False, default="")
+
+
+class ConditionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    title = Text(max_length=200, allow_blank=False)
+    owner = Username()
+    due_at = serializers.DateTimeField()
+
+
+class ApprovalSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    review = serializers.PrimaryKeyRelatedField(read_only=True)  # type: ignore[var-annotated]
+    initiative = serializers.CharField(source="review.initiative.key", read_only=True)
+    gate = serializers.CharField(source="review.gate.code", read_only=True)
+    approver = _username()
+    decided_by = _username()
+
+    class Meta:
+        model = Approval
+        fields = [
+            "id",
+            "review",
+            "initiative",
+            "gate",
+            "role",
+            "approver",
+            "status",
+            "outcome",
+            "comment",
+            "decided_by",
+            "decided_at",
+            "due_at",
+        ]
+        read_only_fields = fields
+
+
+class DecisionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    decision = serializers.ChoiceField(choices=Decision.choices)
+    comment = Text(required=False, default="")
+    outcome = serializers.ChoiceField(choices=Outcome.choices, required=False, allow_null=True)
+    conditions = ConditionSerializer(many=True, required=False, default=list, max_length=50)  # type: ignore[call-arg]
+
+
+# --- portfolio ----------------------------------------------------------------------------------
+
+
+class StageCountsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for stage in Initiative._meta.get_field("stage").choices or []:
+            self.fields[stage[0]] = serializers.IntegerField()
+
+
+class UnitCountsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    business_unit = serializers.CharField()
+    by_stage = StageCountsSerializer()
+
+
+class ConversionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    entered_pilot = serializers.IntegerField()
+    reached_operations = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True)
+
+
+class MedianDaysSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    proposed = serializers.FloatField(allow_null=True)
+    pilot = serializers.FloatField(allow_null=True)
+    integration = serializers.FloatField(allow_null=True)
+    hardening = serializers.FloatField(allow_null=True)
+
+
+class PortfolioSummarySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    generated_at = serializers.DateTimeField()
+    total = serializers.IntegerField()
+    by_stage = StageCountsSerializer()
+    by_business_unit = UnitCountsSerializer(many=True)
+    overdue = serializers.IntegerField(help_text="Initiatives with an open milestone past due.")
+    stalled = serializers.IntegerField(help_text="Initiatives past their stage's allowed time.")
+    median_days_in_stage = MedianDaysSerializer()
+    pilot_to_operations = ConversionSerializer()

@@ -1,0 +1,120 @@
+"""Every list endpoint costs the same number of queries for 3 rows as for 30."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from knox.models import AuthToken
+from rest_framework.test import APIClient
+
+from gates.models import Approval, Evidence, GateReview
+from programs.models import ExternalReference, MetricReading, StageTransition
+from programs.roles import PMO
+from tests.factories import (
+    InitiativeFactory,
+    MilestoneFactory,
+    SuccessMetricFactory,
+    UserFactory,
+)
+from tests.gates.helpers import submitted_review
+
+pytestmark = pytest.mark.django_db
+
+
+def _grow_initiatives(n, owner):
+    for _ in range(n):
+        initiative = InitiativeFactory(business_owner=owner)
+        ExternalReference.objects.create(
+            initiative=initiative, system="JIRA", key=f"K-{initiative.pk}"
+        )
+        SuccessMetricFactory(initiative=initiative)
+        MilestoneFactory(initiative=initiative)
+
+
+def _grow_history(initiative, n):
+    for i in range(n):
+        StageTransition.objects.create(
+            initiative=initiative,
+            transition="hold",
+            from_stage="proposed",
+            to_stage="proposed",
+            actor=initiative.business_owner,
+            reason=str(i),
+        )
+
+
+def _grow_readings(metric, n):
+    for i in range(n):
+        MetricReading.objects.create(
+            metric=metric, value=i, measured_at=timezone.now(), recorded_by=None
+        )
+
+
+def _grow_reviews(n, panel, lead):
+    for _ in range(n):
+        initiative = InitiativeFactory(delivery_lead=lead)
+        SuccessMetricFactory(initiative=initiative)
+        submitted_review(initiative, lead)
+
+
+LISTS = [
+    "/api/v1/initiatives/",
+    "/api/v1/metrics/",
+    "/api/v1/milestones/",
+    "/api/v1/gate-templates/",
+    "/api/v1/reviews/",
+    "/api/v1/approvals/",
+    "/api/v1/evidence/",
+]
+
+
+def _count(api, url):
+    with CaptureQueriesContext(connection) as ctx:
+        response = api.get(url)
+    assert response.status_code == 200, response.content
+    return len(ctx.captured_queries), response.json()
+
+
+@pytest.mark.parametrize("as_pmo", [True, False], ids=["pmo", "involved"])
+def test_list_endpoints_query_count_is_constant(panel, django_assert_max_num_queries, as_pmo):
+    lead = UserFactory(username="lead", groups=[PMO] if as_pmo else [])
+    owner = UserFactory(username="owner")
+    viewer = lead
+    _, token = AuthToken.objects.create(user=viewer)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+
+    _grow_initiatives(3, owner if as_pmo else lead)
+    _grow_reviews(1, panel, lead)
+    small = {url: _count(api, url)[0] for url in LISTS}
+
+    _grow_initiatives(27, owner if as_pmo else lead)
+    _grow_reviews(4, panel, lead)
+    for url in LISTS:
+        with django_assert_max_num_queries(small[url]):
+            response = api.get(url)
+        assert response.status_code == 200
+    assert GateReview.objects.count() == 5
+    assert Approval.objects.count() > 5
+    assert Evidence.objects.count() >= 5
+
+
+def test_nested_lists_query_count_is_constant(initiative, django_assert_max_num_queries):
+    _, token = AuthToken.objects.create(user=initiative.business_owner)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    metric = initiative.metrics.get()
+    urls = [
+        f"/api/v1/initiatives/{initiative.key}/history/",
+        f"/api/v1/metrics/{metric.pk}/readings/",
+    ]
+    _grow_history(initiative, 3)
+    _grow_readings(metric, 3)
+    small = {url: _count(api, url)[0] for url in urls}
+    _grow_history(initiative, 27)
+    _grow_readings(metric, 27)
+    for url in urls:
+        with django_assert_max_num_queries(small[url]):
+            assert len(api.get(url).json()["results"]) == 30

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from knox.models import AuthToken
+from rest_framework.test import APIClient
+
+from programs.roles import PMO
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def low_rates(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    rest = dict(settings.REST_FRAMEWORK)
+    rest["DEFAULT_THROTTLE_RATES"] = {"caller": "3/min", "write": "1/min"}
+    settings.REST_FRAMEWORK = rest
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _api(user):
+    _, token = AuthToken.objects.create(user=user)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return api
+
+
+def test_each_token_has_its_own_budget_and_429_says_when_to_retry(low_rates):
+    user = UserFactory(groups=[PMO])
+    first, second = _api(user), _api(user)
+    for _ in range(3):
+        assert first.get("/api/v1/initiatives/").status_code == 200
+    refused = first.get("/api/v1/initiatives/")
+    assert refused.status_code == 429
+    assert refused["Content-Type"].startswith("application/problem+json")
+    assert int(refused["Retry-After"]) > 0
+    assert second.get("/api/v1/initiatives/").status_code == 200
+
+
+def test_writes_have_a_tighter_budget(low_rates):
+    api = _api(UserFactory(groups=[PMO]))
+    assert api.post("/api/v1/milestones/1/complete/").status_code == 404
+    assert api.post("/api/v1/milestones/1/complete/").status_code == 429
