@@ -136,7 +136,7 @@ def enqueue_apply(delivery_ids: list[int], *, expires: float | None = None) -> b
 
 
 @dataclass(frozen=True)
-class Outcome:
+class InboundResult:
     delivery_id: int
     status: str  # an InboundStatus value, or "skipped" (not claimable by us now)
     detail: str = ""
@@ -154,7 +154,7 @@ def _claimable(now: dt.datetime, conf: InboundConf) -> Q:
     )
 
 
-def inbound_apply(*, delivery_id: int) -> Outcome:
+def inbound_apply(*, delivery_id: int) -> InboundResult:
     """Claim and apply one delivery if it is due; a no-op if it is finished or someone holds it."""
     conf = get_conf()
     now = timezone.now()
@@ -168,7 +168,7 @@ def inbound_apply(*, delivery_id: int) -> Outcome:
         updated_at=now,
     )
     if claimed != 1:
-        return Outcome(delivery_id, "skipped")
+        return InboundResult(delivery_id, "skipped")
     delivery = InboundDelivery.objects.select_related(
         "integration", "integration__service_user"
     ).get(pk=delivery_id)
@@ -190,7 +190,7 @@ def inbound_apply(*, delivery_id: int) -> Outcome:
                 raise _ClaimLost
     except _ClaimLost:
         logger.warning("inbound delivery %s: claim lost mid-apply; rolled back", delivery_id)
-        return Outcome(delivery_id, "skipped")
+        return InboundResult(delivery_id, "skipped")
     except DomainError as exc:
         # A refusal (no permission, a conflicting state) will not change by retrying: dead at
         # once, for a person to look at and retry from the admin after fixing the cause.
@@ -198,7 +198,7 @@ def inbound_apply(*, delivery_id: int) -> Outcome:
     except Exception as exc:
         logger.exception("inbound delivery %s: apply failed", delivery_id)
         return _record_failure(delivery, token, f"{type(exc).__name__}: {exc}", conf)
-    return Outcome(delivery_id, status, note)
+    return InboundResult(delivery_id, status, note)
 
 
 def _apply(delivery: InboundDelivery) -> tuple[str, str]:
@@ -264,7 +264,7 @@ def _record_failure(
     conf: InboundConf,
     *,
     permanent: bool = False,
-) -> Outcome:
+) -> InboundResult:
     finished = timezone.now()
     error = f"attempt {delivery.attempts}: {message}"[:MAX_ERROR_LENGTH]
     fields: dict[str, Any] = {"claim_token": None, "last_error": error, "updated_at": finished}
@@ -277,7 +277,7 @@ def _record_failure(
             status=InboundStatus.FAILED, next_attempt_at=finished + dt.timedelta(seconds=delay)
         )
     InboundDelivery.objects.filter(pk=delivery.pk, claim_token=token).update(**fields)
-    return Outcome(delivery.pk, fields["status"], error)
+    return InboundResult(delivery.pk, fields["status"], error)
 
 
 # --- the sweep and the admin ---------------------------------------------------------------
