@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from gatekeeper import retry
 from gatekeeper.env import env_int
 from gatekeeper.errors import DomainError
 from integrations import tickets
@@ -76,10 +76,9 @@ def get_conf() -> InboundConf:
 
 
 def backoff_seconds(attempt: int, *, conf: InboundConf) -> float:
-    """Exponential with equal jitter: half fixed so retries never bunch at zero, half random so
-    many deliveries failing together (a database hiccup) do not come back in lock-step."""
-    step = min(conf.retry_max_seconds, conf.retry_base_seconds * 2 ** max(0, attempt - 1))
-    return step / 2 + random.uniform(0, step / 2)
+    return retry.backoff_seconds(
+        attempt, base=conf.retry_base_seconds, maximum=conf.retry_max_seconds
+    )
 
 
 # --- receiving ---------------------------------------------------------------------------

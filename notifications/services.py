@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from gatekeeper import retry
 from notifications.conf import DeliveryConf, get_conf
 from notifications.models import Delivery, DeliveryStatus, Notification, WebhookEndpoint
 from notifications.outbox import emit, enqueue_dispatch
@@ -32,19 +32,13 @@ MAX_ERROR_LENGTH = 2000
 
 
 def backoff_seconds(attempt: int, *, conf: DeliveryConf, retry_after: float | None = None) -> float:
-    """Delay before the attempt after ``attempt`` (1-based): exponential with "equal jitter".
-
-    Half the step is fixed so retries never bunch up at zero, half is random so many
-    deliveries failing together (an endpoint outage) do not come back in lock-step. A
-    receiver's Retry-After is honoured as a floor. Everything is capped at
-    ``retry_max_seconds`` (≤ 30 minutes), so a hostile or silly Retry-After cannot park a
-    delivery for days.
-    """
-    step = min(conf.retry_max_seconds, conf.retry_base_seconds * 2 ** max(0, attempt - 1))
-    delay = step / 2 + random.uniform(0, step / 2)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, conf.retry_max_seconds)
+    """Delay before a delivery's next attempt; capped at ``retry_max_seconds`` (<= 30 min)."""
+    return retry.backoff_seconds(
+        attempt,
+        base=conf.retry_base_seconds,
+        maximum=conf.retry_max_seconds,
+        retry_after=retry_after,
+    )
 
 
 @dataclass(frozen=True)
