@@ -23,7 +23,19 @@ from gates.models import (
     GateTemplate,
     Outcome,
 )
-from programs.models import Initiative, MetricReading, Milestone, StageTransition, SuccessMetric
+from notifications.models import WebhookEndpoint
+from programs.models import (
+    BusinessUnit,
+    Direction,
+    Health,
+    Initiative,
+    MetricReading,
+    Milestone,
+    RiskTier,
+    StageTransition,
+    SuccessMetric,
+)
+from programs.stages import Stage
 
 # --- shared fields ----------------------------------------------------------------------------
 
@@ -219,6 +231,168 @@ class ReasonSerializer(serializers.Serializer):  # type: ignore[type-arg]
 class MetricReadingRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
     value = serializers.DecimalField(max_digits=18, decimal_places=4)
     measured_at = serializers.DateTimeField(required=False)
+
+
+class ScopedInitiativeField(SafeSlugRelatedField):
+    """An initiative by key, looked up only among those the view passes as ``initiatives``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("slug_field", "key")
+        kwargs.setdefault("queryset", Initiative.objects.none())
+        super().__init__(**kwargs)
+
+    def get_queryset(self) -> Any:
+        scoped = self.parent.context.get("initiatives") if self.parent is not None else None
+        return scoped if scoped is not None else Initiative.objects.none()
+
+
+class InitiativeCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Business owner, sponsor, delivery lead and a risk tier other than medium are PMO's to
+    name: anyone else naming them is refused (403) by the service."""
+
+    key = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,19}$",
+        max_length=20,
+        required=False,
+        help_text="Optional stable key (letters, digits, '_', '.', '-'); default AI-<number>.",
+    )
+    name = Text(max_length=200, allow_blank=False)
+    summary = Text(required=False, default="")
+    business_unit = SafeSlugRelatedField(slug_field="code", queryset=BusinessUnit.objects.all())
+    business_owner = Username(required=False, allow_null=True, default=None)
+    sponsor = Username(required=False, allow_null=True, default=None)
+    delivery_lead = Username(required=False, allow_null=True, default=None)
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, default=RiskTier.MEDIUM)
+    target_workflow = Text(required=False, default="")
+
+
+class InitiativeUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Only the fields sent are changed. Any other field (key, stage, dates...) is refused with
+    a 400 naming it; the people, unit and risk tier are PMO-only (403 for anyone else)."""
+
+    name = Text(max_length=200, allow_blank=False, required=False)
+    summary = Text(required=False)
+    target_workflow = Text(required=False)
+    health = serializers.ChoiceField(choices=Health.choices, required=False)
+    business_unit = SafeSlugRelatedField(
+        slug_field="code", queryset=BusinessUnit.objects.all(), required=False
+    )
+    business_owner = Username(required=False, allow_null=True)
+    sponsor = Username(required=False, allow_null=True)
+    delivery_lead = Username(required=False, allow_null=True)
+    risk_tier = serializers.ChoiceField(choices=RiskTier.choices, required=False)
+
+
+class MetricCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    initiative = ScopedInitiativeField(help_text="Key of the initiative the metric measures.")
+    name = Text(max_length=200, allow_blank=False)
+    unit = Text(max_length=40, required=False, default="")
+    baseline = serializers.DecimalField(
+        max_digits=18, decimal_places=4, required=False, allow_null=True, default=None
+    )
+    target = serializers.DecimalField(
+        max_digits=18, decimal_places=4, required=False, allow_null=True, default=None
+    )
+    direction = serializers.ChoiceField(choices=Direction.choices, default=Direction.HIGHER)
+
+
+class MetricUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Once G1 has passed, only PMO may move the baseline, target or direction (403)."""
+
+    name = Text(max_length=200, allow_blank=False, required=False)
+    unit = Text(max_length=40, required=False)
+    baseline = serializers.DecimalField(
+        max_digits=18, decimal_places=4, required=False, allow_null=True
+    )
+    target = serializers.DecimalField(
+        max_digits=18, decimal_places=4, required=False, allow_null=True
+    )
+    direction = serializers.ChoiceField(choices=Direction.choices, required=False)
+
+
+class MilestoneCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    initiative = ScopedInitiativeField(help_text="Key of the initiative.")
+    title = Text(max_length=200, allow_blank=False)
+    owner = Username()
+    due_at = serializers.DateTimeField()
+    stage = serializers.ChoiceField(
+        choices=Stage.choices, required=False, help_text="Default: the initiative's stage."
+    )
+    external_system = serializers.CharField(
+        max_length=40, required=False, default="", allow_blank=True
+    )
+    external_key = serializers.CharField(
+        max_length=100, required=False, default="", allow_blank=True
+    )
+
+
+class MilestoneUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Reschedule or reassign an open milestone; fields not sent keep their value. A gate
+    condition's date or owner is PMO's to move (403)."""
+
+    title = Text(max_length=200, allow_blank=False, required=False)
+    owner = Username(required=False)
+    due_at = serializers.DateTimeField(required=False)
+
+
+class ReopenSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    reason = Text(required=False, default="")
+
+
+# --- webhook endpoints ------------------------------------------------------------------------
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    owner = _username()
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = [
+            "id",
+            "name",
+            "url",
+            "event_types",
+            "is_active",
+            "owner",
+            "disabled_reason",
+            "disabled_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
+    """The representation returned once, at creation: the only time the secret is shown."""
+
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class WebhookEndpointWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = Text(max_length=120, allow_blank=False)
+    url = serializers.CharField(
+        max_length=500, help_text="http(s) URL on a public address (private ones are refused)."
+    )
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        max_length=100,
+        required=False,
+        default=list,
+        help_text='Event types, e.g. ["review.submitted", "milestone.*"]; empty: every type.',
+    )
+
+
+class WebhookEndpointUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = Text(max_length=120, allow_blank=False, required=False)
+    url = serializers.CharField(max_length=500, required=False)
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=100), max_length=100, required=False
+    )
+    is_active = serializers.BooleanField(
+        required=False, help_text="false disables it (its owner is told); true re-enables it."
+    )
 
 
 # --- gates ----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ router.register("gate-templates", views.GateTemplateViewSet, basename="gatetempl
 router.register("reviews", views.GateReviewViewSet, basename="review")
 router.register("approvals", views.ApprovalViewSet, basename="approval")
 router.register("evidence", views.EvidenceViewSet, basename="evidence")
+router.register("webhook-endpoints", views.WebhookEndpointViewSet, basename="webhookendpoint")
 
 app_name = "api"
 

@@ -8,9 +8,14 @@ condition).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Prefetch, QuerySet
+from django.urls import reverse
+from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -28,15 +33,18 @@ from rest_framework.views import APIView
 
 from api import filters as api_filters
 from api import serializers as s
-from gatekeeper.errors import TransitionRefused
+from gatekeeper.errors import DomainError, PermissionDenied, TransitionRefused
 from gatekeeper.types import signed_in_user
 from gates import selectors as gates_selectors
 from gates import services as gates_services
 from gates.evidence_pack import criterion_entry
+from notifications import services as notification_services
+from notifications.models import WebhookEndpoint
 from programs import portfolio
 from programs import selectors as programs_selectors
 from programs import services as programs_services
-from programs.models import ExternalReference, Initiative
+from programs.models import ExternalReference, Initiative, Milestone
+from programs.roles import INTEGRATIONS, PMO
 
 PROBLEM = OpenApiResponse(
     response=OpenApiTypes.OBJECT,
@@ -60,6 +68,77 @@ REFUSED = OpenApiResponse(
     ],
 )
 ERRORS = {400: PROBLEM, 403: PROBLEM, 404: PROBLEM, 409: REFUSED}
+STALE = OpenApiResponse(
+    response=OpenApiTypes.OBJECT,
+    description="The object changed since the caller read it: `If-Match` named an older ETag "
+    "(problem+json). Read it again and retry with the new ETag.",
+    examples=[
+        OpenApiExample(
+            "Changed",
+            value={
+                "type": "https://gatekeeper.dev/problems/precondition-failed",
+                "title": "Precondition failed",
+                "status": 412,
+                "detail": "AI-009 changed since you read it; read it again and retry.",
+                "errors": {"If-Match": ['the current ETag is "3f2a…"']},
+            },
+        )
+    ],
+)
+# Optimistic concurrency on the initiative and milestone writes.
+CONDITIONAL_ERRORS = {**ERRORS, 412: STALE}
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    description="The ETag of the caller's last read; if the object changed since, the answer is "
+    "412 and nothing is done. Without it the write goes ahead as before.",
+)
+ETAG = OpenApiParameter(
+    "ETag",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200, 201],
+    description="Version of this representation; send it back as `If-Match` on a write.",
+)
+
+
+class PreconditionFailed(DomainError):
+    status_code = 412
+    type_slug = "precondition-failed"
+    title = "Precondition failed"
+
+
+def etag_of(representation: Any) -> str:
+    """A strong ETag: a digest of exactly what a read returns, so any visible change moves it."""
+    canonical = json.dumps(representation, sort_keys=True, default=str, separators=(",", ":"))
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:40] + '"'
+
+
+def require_if_match(request: Request, current: str, what: str) -> None:
+    """412 unless ``If-Match`` (when sent) names ``current``; weak tags never match (RFC 9110)."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return
+    tags = parse_etags(header)
+    if "*" in tags or current in tags:
+        return
+    raise PreconditionFailed(
+        f"{what} changed since you read it; read it again and retry.",
+        errors={"If-Match": [f"the current ETag is {current}"]},
+    )
+
+
+def refuse_unknown_fields(data: Any, serializer_class: Any) -> None:
+    """A PATCH naming a field it may not change is a 400 naming it, not a silent no-op."""
+    if not isinstance(data, dict):
+        raise ValidationError({"non_field_errors": ["expected a JSON object"]})
+    writable = set(serializer_class().fields)
+    refused = sorted(str(name) for name in data if name not in writable)
+    if refused:
+        raise ValidationError(
+            {name[:100]: ["read-only or unknown: cannot be changed here"] for name in refused}
+        )
 
 
 def _filtered(filterset_class: Any, request: Request, qs: QuerySet[Any]) -> QuerySet[Any]:
@@ -99,6 +178,7 @@ class ScopedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
 )
 class InitiativeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     serializer_class = s.InitiativeSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
     lookup_field = "key"
     lookup_value_regex = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,19}"
     filterset_class = api_filters.InitiativeFilter
@@ -109,16 +189,88 @@ class InitiativeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
     ordering_fields = ["key", "name", "stage", "stage_entered_at", "updated_at", "created_at"]
     ordering = ["key"]
 
-    def scoped(self, user: Any) -> QuerySet[Initiative]:
-        return (
-            programs_selectors.initiatives_visible_to(user)
-            .select_related("sponsor", "delivery_lead")
-            .prefetch_related(
-                Prefetch(
-                    "external_refs", queryset=ExternalReference.objects.order_by("system", "key")
-                )
-            )
+    @staticmethod
+    def _shaped(qs: QuerySet[Initiative]) -> QuerySet[Initiative]:
+        return qs.select_related(
+            "business_unit", "business_owner", "sponsor", "delivery_lead"
+        ).prefetch_related(
+            Prefetch("external_refs", queryset=ExternalReference.objects.order_by("system", "key"))
         )
+
+    def scoped(self, user: Any) -> QuerySet[Initiative]:
+        return self._shaped(programs_selectors.initiatives_visible_to(user))
+
+    def _detail(self, pk: int, code: int = status.HTTP_200_OK) -> Response:
+        # The caller just wrote it; a creator who isn't named on it still gets what they made.
+        initiative = self.get_queryset().filter(pk=pk).first() or self._shaped(
+            Initiative.objects.all()
+        ).get(pk=pk)
+        body = s.InitiativeSerializer(initiative).data
+        headers = {"ETag": etag_of(body)}
+        if code == status.HTTP_201_CREATED:
+            headers["Location"] = reverse("api:initiative-detail", args=[initiative.key])
+        return Response(body, status=code, headers=headers)
+
+    @extend_schema(parameters=[ETAG])
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = s.InitiativeSerializer(self.get_object()).data
+        return Response(body, headers={"ETag": etag_of(body)})
+
+    @extend_schema(
+        summary="Create an initiative (born proposed)",
+        description="Business owner, sponsor, delivery lead and a risk tier other than medium "
+        "are PMO's to name: anyone else naming them gets 403. Service accounts may create; they "
+        "then see and act on what they created.",
+        request=s.InitiativeCreateSerializer,
+        responses={201: s.InitiativeSerializer, **ERRORS},
+        parameters=[ETAG],
+        examples=[
+            OpenApiExample(
+                "Create",
+                request_only=True,
+                value={
+                    "name": "Claims triage assistant",
+                    "business_unit": "claims",
+                    "summary": "Route incoming claims to the right team",
+                    "target_workflow": "First-notice-of-loss triage",
+                },
+            )
+        ],
+    )
+    def create(self, request: Request) -> Response:
+        body = s.InitiativeCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        initiative = programs_services.initiative_create(
+            actor=signed_in_user(request), **body.validated_data
+        )
+        return self._detail(initiative.pk, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Edit an initiative's descriptive fields",
+        description="Only the fields sent change. Any other field (key, stage, dates, history) "
+        "is refused with a 400 naming it; the stage moves only through `transitions/`. The "
+        "business owner, sponsor, delivery lead, business unit and risk tier are PMO-only (403).",
+        request=s.InitiativeUpdateSerializer,
+        responses={200: s.InitiativeSerializer, **CONDITIONAL_ERRORS},
+        parameters=[IF_MATCH, ETAG],
+        examples=[
+            OpenApiExample(
+                "Describe",
+                request_only=True,
+                value={"summary": "Route claims by severity", "health": "amber"},
+            )
+        ],
+    )
+    def partial_update(self, request: Request, key: str) -> Response:
+        initiative = self.get_object()
+        refuse_unknown_fields(request.data, s.InitiativeUpdateSerializer)
+        body = s.InitiativeUpdateSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        require_if_match(request, etag_of(s.InitiativeSerializer(initiative).data), initiative.key)
+        programs_services.initiative_update(
+            initiative=initiative, actor=signed_in_user(request), changes=dict(body.validated_data)
+        )
+        return self._detail(initiative.pk)
 
     @extend_schema(
         methods=["GET"],
@@ -153,7 +305,8 @@ class InitiativeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
         methods=["POST"],
         summary="Perform one transition",
         request=s.TransitionRequestSerializer,
-        responses={201: s.StageTransitionSerializer, **ERRORS},
+        responses={201: s.StageTransitionSerializer, **CONDITIONAL_ERRORS},
+        parameters=[IF_MATCH],
         examples=[
             OpenApiExample(
                 "Hold",
@@ -170,6 +323,7 @@ class InitiativeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
             return Response(s.TransitionOptionSerializer(options, many=True).data)
         body = s.TransitionRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        require_if_match(request, etag_of(s.InitiativeSerializer(initiative).data), initiative.key)
         data = body.validated_data
         name, reason = data["transition"], data["reason"]
         common = {
@@ -223,9 +377,62 @@ class InitiativeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
 class MetricViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     serializer_class = s.SuccessMetricSerializer
     filterset_class = api_filters.MetricFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
 
     def scoped(self, user: Any) -> QuerySet[Any]:
         return programs_selectors.metrics_visible_to(user).order_by("initiative__key", "name", "id")
+
+    @extend_schema(
+        summary="Add a success metric to an initiative",
+        request=s.MetricCreateSerializer,
+        responses={201: s.SuccessMetricSerializer, **ERRORS},
+        examples=[
+            OpenApiExample(
+                "Metric",
+                request_only=True,
+                value={
+                    "initiative": "AI-009",
+                    "name": "Claims routed without rework",
+                    "unit": "%",
+                    "baseline": "61.0",
+                    "target": "85.0",
+                    "direction": "higher",
+                },
+            )
+        ],
+    )
+    def create(self, request: Request) -> Response:
+        body = s.MetricCreateSerializer(
+            data=request.data,
+            context={"initiatives": programs_selectors.initiatives_visible_to(request.user)},
+        )
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        metric = programs_services.metric_add(
+            initiative=data.pop("initiative"), actor=signed_in_user(request), **data
+        )
+        return Response(
+            s.SuccessMetricSerializer(self.get_queryset().get(pk=metric.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(
+        summary="Edit a success metric's definition",
+        description="Only the fields sent change; any other field is refused with a 400 naming "
+        "it. Once G1 has passed, only PMO may move the baseline, target or direction (403).",
+        request=s.MetricUpdateSerializer,
+        responses={200: s.SuccessMetricSerializer, **ERRORS},
+        examples=[OpenApiExample("Rename", request_only=True, value={"unit": "percent"})],
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        metric = self.get_object()
+        refuse_unknown_fields(request.data, s.MetricUpdateSerializer)
+        body = s.MetricUpdateSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        programs_services.metric_update(
+            metric=metric, actor=signed_in_user(request), changes=dict(body.validated_data)
+        )
+        return Response(s.SuccessMetricSerializer(self.get_queryset().get(pk=metric.pk)).data)
 
     @extend_schema(
         methods=["GET"],
@@ -274,6 +481,7 @@ class MetricViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
 class MilestoneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     serializer_class = s.MilestoneSerializer
     filterset_class = api_filters.MilestoneFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
     filter_backends = [
         *ScopedViewSet.filter_backends,  # type: ignore[misc]
         filters.OrderingFilter,
@@ -284,22 +492,106 @@ class MilestoneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
     def scoped(self, user: Any) -> QuerySet[Any]:
         return programs_selectors.milestones_visible_to(user).select_related("completed_by")
 
+    def _detail(self, pk: int, code: int = status.HTTP_200_OK) -> Response:
+        milestone = self.get_queryset().filter(pk=pk).first() or (
+            Milestone.objects.select_related("initiative", "owner", "completed_by").get(pk=pk)
+        )
+        body = s.MilestoneSerializer(milestone).data
+        return Response(body, status=code, headers={"ETag": etag_of(body)})
+
+    def _unchanged_since_read(self, request: Request, milestone: Milestone) -> None:
+        current = etag_of(s.MilestoneSerializer(milestone).data)
+        require_if_match(request, current, f"Milestone {milestone.pk}")
+
+    @extend_schema(parameters=[ETAG])
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = s.MilestoneSerializer(self.get_object()).data
+        return Response(body, headers={"ETag": etag_of(body)})
+
+    @extend_schema(
+        summary="Add a milestone to an initiative, optionally linked to a ticket",
+        description="A ticket (`external_system` + `external_key`) links to one milestone only; "
+        "closing or reopening it in that system then completes or reopens the milestone.",
+        request=s.MilestoneCreateSerializer,
+        responses={201: s.MilestoneSerializer, **ERRORS},
+        parameters=[ETAG],
+        examples=[
+            OpenApiExample(
+                "Linked to Jira",
+                request_only=True,
+                value={
+                    "initiative": "AI-009",
+                    "title": "Pilot sign-off with the claims team",
+                    "owner": "delivery.lead",
+                    "due_at": "2026-12-01T17:00:00Z",
+                    "external_system": "JIRA",
+                    "external_key": "AIOPS-12",
+                },
+            )
+        ],
+    )
+    def create(self, request: Request) -> Response:
+        body = s.MilestoneCreateSerializer(
+            data=request.data,
+            context={"initiatives": programs_selectors.initiatives_visible_to(request.user)},
+        )
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        milestone = programs_services.milestone_add(
+            initiative=data.pop("initiative"), actor=signed_in_user(request), **data
+        )
+        return self._detail(milestone.pk, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Reschedule, retitle or reassign an open milestone",
+        description="Fields not sent keep their value; any other field is refused with a 400 "
+        "naming it. A new due date restarts its overdue alerts. A gate condition's date or owner "
+        "is PMO's to move (403).",
+        request=s.MilestoneUpdateSerializer,
+        responses={200: s.MilestoneSerializer, **CONDITIONAL_ERRORS},
+        parameters=[IF_MATCH, ETAG],
+        examples=[
+            OpenApiExample(
+                "Reschedule", request_only=True, value={"due_at": "2026-12-15T17:00:00Z"}
+            )
+        ],
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        milestone = self.get_object()
+        refuse_unknown_fields(request.data, s.MilestoneUpdateSerializer)
+        body = s.MilestoneUpdateSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        self._unchanged_since_read(request, milestone)
+        data = body.validated_data
+        programs_services.milestone_update(
+            milestone=milestone,
+            actor=signed_in_user(request),
+            title=data.get("title", milestone.title),
+            owner=data.get("owner", milestone.owner),
+            due_at=data.get("due_at", milestone.due_at),
+        )
+        return self._detail(milestone.pk)
+
     @extend_schema(
         summary="Mark a milestone done",
         request=None,
-        responses={200: s.MilestoneSerializer, **ERRORS},
+        responses={200: s.MilestoneSerializer, **CONDITIONAL_ERRORS},
+        parameters=[IF_MATCH],
     )
     @action(detail=True, methods=["post"])
     def complete(self, request: Request, pk: str) -> Response:
+        milestone = self.get_object()
+        self._unchanged_since_read(request, milestone)
         milestone = programs_services.milestone_complete(
-            milestone=self.get_object(), actor=signed_in_user(request)
+            milestone=milestone, actor=signed_in_user(request)
         )
         return Response(s.MilestoneSerializer(milestone).data)
 
     @extend_schema(
         summary="Waive a milestone (a reason is required)",
         request=s.ReasonSerializer,
-        responses={200: s.MilestoneSerializer, **ERRORS},
+        responses={200: s.MilestoneSerializer, **CONDITIONAL_ERRORS},
+        parameters=[IF_MATCH],
         examples=[OpenApiExample("Waive", request_only=True, value={"reason": "Out of scope"})],
     )
     @action(detail=True, methods=["post"])
@@ -307,10 +599,35 @@ class MilestoneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
         milestone = self.get_object()
         body = s.ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        self._unchanged_since_read(request, milestone)
         milestone = programs_services.milestone_waive(
             milestone=milestone, actor=signed_in_user(request), reason=body.validated_data["reason"]
         )
         return Response(s.MilestoneSerializer(milestone).data)
+
+    @extend_schema(
+        summary="Reopen a done milestone (its ticket was reopened); open already is a no-op",
+        description="A waived milestone stays waived (409): that was a person's decision. Its "
+        "overdue alerts start over from its due date.",
+        request=s.ReopenSerializer,
+        responses={200: s.MilestoneSerializer, **CONDITIONAL_ERRORS},
+        parameters=[IF_MATCH],
+        examples=[
+            OpenApiExample(
+                "Reopen", request_only=True, value={"reason": "JIRA AIOPS-12 was reopened"}
+            )
+        ],
+    )
+    @action(detail=True, methods=["post"])
+    def reopen(self, request: Request, pk: str) -> Response:
+        milestone = self.get_object()
+        body = s.ReopenSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        self._unchanged_since_read(request, milestone)
+        programs_services.milestone_reopen(
+            milestone=milestone, actor=signed_in_user(request), reason=body.validated_data["reason"]
+        )
+        return self._detail(milestone.pk)
 
 
 # --- gates ------------------------------------------------------------------------------------
@@ -490,6 +807,108 @@ class EvidenceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
         return gates_selectors.evidence_visible_to(user=user).order_by(
             "review_id", "attached_at", "id"
         )
+
+
+# --- webhook subscriptions -------------------------------------------------------------------
+
+
+def _manages_webhooks(user: Any) -> bool:
+    # An endpoint is sent every event it subscribes to, across the portfolio, so registering one
+    # is for PMO and the service accounts the PMO set up, not for every signed-in person.
+    return bool(user.is_superuser or user.groups.filter(name__in=[PMO, INTEGRATIONS]).exists())
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Webhook endpoints: the caller's own (PMO: every one)"),
+    retrieve=extend_schema(
+        summary="One webhook endpoint (the secret is never shown again after creation)",
+        responses={200: s.WebhookEndpointSerializer, 404: PROBLEM},
+    ),
+)
+class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """Signed event subscriptions. The URL passes the same checks as in the admin (http(s)
+    only, no private or loopback address); enabling and disabling go through the same services,
+    so a disabled endpoint's owner is told."""
+
+    serializer_class = s.WebhookEndpointSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def scoped(self, user: Any) -> QuerySet[Any]:
+        qs = WebhookEndpoint.objects.select_related("owner").order_by("name", "id")
+        if user.is_superuser or user.groups.filter(name=PMO).exists():
+            return qs
+        return qs.filter(owner=user)
+
+    @extend_schema(
+        summary="Subscribe a receiver to events (PMO and service accounts)",
+        description="The answer carries the signing `secret` (Standard Webhooks, `whsec_…`) "
+        "this once; store it on the receiver. Private, loopback and non-http(s) URLs are "
+        "refused with a 400.",
+        request=s.WebhookEndpointWriteSerializer,
+        responses={201: s.WebhookEndpointCreatedSerializer, **ERRORS},
+        examples=[
+            OpenApiExample(
+                "Subscribe",
+                request_only=True,
+                value={
+                    "name": "Jira automation",
+                    "url": "https://hooks.example.com/gatekeeper",
+                    "event_types": ["milestone.*", "initiative.stage_changed"],
+                },
+            )
+        ],
+    )
+    def create(self, request: Request) -> Response:
+        if not _manages_webhooks(request.user):
+            raise PermissionDenied(f"{request.user} may not register webhook endpoints")
+        body = s.WebhookEndpointWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        endpoint = WebhookEndpoint(owner=signed_in_user(request), **body.validated_data)
+        endpoint.full_clean()  # the model's own checks, as in the admin: scheme, address, types
+        endpoint.save()
+        return Response(
+            s.WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(
+        summary="Change a webhook endpoint, or disable/re-enable it",
+        description="Only the fields sent change; any other field (the secret included) is "
+        "refused with a 400 naming it. `is_active: false` disables it and tells its owner.",
+        request=s.WebhookEndpointUpdateSerializer,
+        responses={200: s.WebhookEndpointSerializer, **ERRORS},
+        examples=[OpenApiExample("Disable", request_only=True, value={"is_active": False})],
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        endpoint = self.get_object()
+        if not _manages_webhooks(request.user):
+            raise PermissionDenied(f"{request.user} may not change webhook endpoints")
+        refuse_unknown_fields(request.data, s.WebhookEndpointUpdateSerializer)
+        body = s.WebhookEndpointUpdateSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        changes = dict(body.validated_data)
+        active = changes.pop("is_active", None)
+        with transaction.atomic():
+            if changes:
+                for name, value in changes.items():
+                    setattr(endpoint, name, value)
+                endpoint.full_clean()
+                endpoint.save(update_fields=[*changes, "updated_at"])
+            if active is False:
+                notification_services.endpoint_disable(
+                    endpoint_id=endpoint.pk, reason=f"was disabled by {request.user}"
+                )
+            elif active is True:
+                notification_services.endpoint_enable(endpoint_id=endpoint.pk)
+        return Response(s.WebhookEndpointSerializer(self.get_queryset().get(pk=endpoint.pk)).data)
+
+    @extend_schema(
+        summary="Delete a webhook endpoint (nothing more is sent to it)",
+        request=None,
+        responses={204: None, 401: PROBLEM, 404: PROBLEM},
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        self.get_object().delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class NotFoundView(APIView):

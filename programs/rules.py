@@ -38,6 +38,19 @@ def owns_milestone(user: Any, obj: Any) -> bool:
 
 
 @rules.predicate
+def in_service_scope(user: Any, obj: Any) -> bool:
+    """The same scope as the selectors give a service account: initiatives it created, and those
+    of a business unit it is a member of. What it can't see, it can't act on."""
+    initiative = _initiative_of(obj)
+    if initiative is None:
+        return False
+    return bool(
+        initiative.created_by_id == user.pk
+        or user.business_units.filter(pk=initiative.business_unit_id).exists()
+    )
+
+
+@rules.predicate
 def no_object(user: Any, obj: Any) -> bool:
     """Asked "may they view/change some initiatives?" (admin index) rather than a given one."""
     return obj is None
@@ -46,12 +59,14 @@ def no_object(user: Any, obj: Any) -> bool:
 is_admin = rules.is_superuser
 involved = owns_initiative | sponsors_or_leads
 is_staff_member = rules.is_staff
+service_scoped = is_integration & in_service_scope
 
 rules.add_perm(
     "programs.add_initiative", is_admin | is_pmo | is_business_owner_group | is_integration
 )
 rules.add_perm(
-    "programs.view_initiative", is_admin | is_pmo | involved | (no_object & is_staff_member)
+    "programs.view_initiative",
+    is_admin | is_pmo | involved | service_scoped | (no_object & is_staff_member),
 )
 # Service accounts create initiatives and close milestones from tickets; they never edit an
 # initiative (they could otherwise name themselves sponsor and gain its decisions).
@@ -61,20 +76,25 @@ rules.add_perm(
 )
 rules.add_perm(
     "programs.view_milestone",
-    is_admin | is_pmo | involved | owns_milestone | (no_object & is_staff_member),
+    is_admin | is_pmo | involved | owns_milestone | service_scoped | (no_object & is_staff_member),
 )
 rules.add_perm(
-    "programs.view_stagetransition", is_admin | is_pmo | involved | (no_object & is_staff_member)
+    "programs.view_stagetransition",
+    is_admin | is_pmo | involved | service_scoped | (no_object & is_staff_member),
 )
 # Hold, resume, cancel and retire are business decisions: not for service accounts.
 rules.add_perm("programs.change_stage", is_admin | is_pmo | owns_initiative | sponsors_or_leads)
 # Metric definitions are edited on the initiative's page by whoever may change the initiative
 # (metric_update additionally keeps post-G1 baselines and targets for PMO).
-for _action in ("view", "add", "change"):
+for _action in ("add", "change"):
     rules.add_perm(
         f"programs.{_action}_successmetric",
         is_admin | is_pmo | involved | (no_object & is_staff_member),
     )
+rules.add_perm(
+    "programs.view_successmetric",
+    is_admin | is_pmo | involved | service_scoped | (no_object & is_staff_member),
+)
 
 # Who is accountable (business owner, unit) and how risky it is (which approvers a gate needs).
 rules.add_perm("programs.reassign_initiative", is_admin | is_pmo)
@@ -83,10 +103,11 @@ rules.add_perm(
     "programs.change_milestone",
     is_admin | is_pmo | involved | owns_milestone | (no_object & is_staff_member),
 )
-# Marking done is what a ticket closing does, so service accounts may do that much.
+# Marking done is what a ticket closing does, so service accounts may do that much, within
+# their scope (the initiatives the selectors show them).
 rules.add_perm(
     "programs.complete_milestone",
-    is_admin | is_pmo | involved | owns_milestone | is_integration,
+    is_admin | is_pmo | involved | owns_milestone | service_scoped,
 )
 # A Conditional Go's conditions bind the people they name: only PMO may waive or move one.
 rules.add_perm("programs.override_gate_condition", is_admin | is_pmo)

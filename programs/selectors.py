@@ -17,12 +17,23 @@ from programs.models import (
     SuccessMetric,
 )
 from programs.ports import stage_budget
-from programs.roles import PMO
+from programs.roles import INTEGRATIONS, PMO
 from programs.stages import ACTIVE_STAGES
 
 
 def _sees_everything(user: Any) -> bool:
     return bool(user.is_superuser or user.groups.filter(name=PMO).exists())
+
+
+def _service_scope(user: Any, prefix: str = "") -> Q:
+    """A service account's initiatives: those it created and every one of a business unit it
+    is a member of (the PMO scopes an integration by adding its account to units). Nothing for
+    anyone else: a person's unit membership says where owners come from, not what they see."""
+    if not user.groups.filter(name=INTEGRATIONS).exists():
+        return Q(pk__in=[])
+    return Q(**{f"{prefix}created_by": user}) | Q(
+        **{f"{prefix}business_unit__in": user.business_units.values("pk")}
+    )
 
 
 def initiatives_visible_to(user: Any) -> QuerySet[Initiative]:
@@ -32,7 +43,11 @@ def initiatives_visible_to(user: Any) -> QuerySet[Initiative]:
     if _sees_everything(user):
         return qs
     return qs.filter(
-        Q(business_owner=user) | Q(sponsor=user) | Q(delivery_lead=user) | Q(milestones__owner=user)
+        Q(business_owner=user)
+        | Q(sponsor=user)
+        | Q(delivery_lead=user)
+        | Q(milestones__owner=user)
+        | _service_scope(user)
     ).distinct()
 
 
@@ -47,6 +62,7 @@ def milestones_visible_to(user: Any) -> QuerySet[Milestone]:
         | Q(initiative__business_owner=user)
         | Q(initiative__sponsor=user)
         | Q(initiative__delivery_lead=user)
+        | _service_scope(user, "initiative__")
     )
 
 

@@ -10,6 +10,7 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from gates.models import Approval, Evidence, GateReview
+from notifications.models import WebhookEndpoint
 from programs.models import ExternalReference, MetricReading, StageTransition
 from programs.roles import PMO
 from tests.factories import (
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.django_db
 
 def _grow_initiatives(n, owner):
     for _ in range(n):
+        WebhookEndpoint.objects.create(name="hook", url="https://93.184.215.14/", owner=owner)
         initiative = InitiativeFactory(business_owner=owner)
         ExternalReference.objects.create(
             initiative=initiative, system="JIRA", key=f"K-{initiative.pk}"
@@ -67,6 +69,7 @@ LISTS = [
     "/api/v1/reviews/",
     "/api/v1/approvals/",
     "/api/v1/evidence/",
+    "/api/v1/webhook-endpoints/",
 ]
 
 
@@ -99,6 +102,7 @@ def test_list_endpoints_query_count_is_constant(panel, django_assert_max_num_que
     assert GateReview.objects.count() == 5
     assert Approval.objects.count() > 5
     assert Evidence.objects.count() >= 5
+    assert WebhookEndpoint.objects.count() == 30
 
 
 def test_nested_lists_query_count_is_constant(initiative, django_assert_max_num_queries):

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from api.urls import router
 from gates import services as gates_services
 from gates.models import Approval, ApprovalStatus, ReviewState
+from notifications.models import WebhookEndpoint
 from programs import services as programs_services
 from programs.models import ExternalReference, MetricReading, Milestone, StageTransition
 from programs.roles import INTEGRATIONS, PMO
@@ -352,6 +353,9 @@ def _objects(initiative, panel):
         "review": review.pk,
         "approval": pending(review)[0].pk,
         "evidence": review.evidence.first().pk,
+        "webhookendpoint": WebhookEndpoint.objects.create(
+            name="bot's", url="https://93.184.215.14/hook", owner=panel.bot
+        ).pk,
     }
 
 
@@ -387,6 +391,22 @@ def test_out_of_scope_object_is_404(initiative, panel, name, basename, method):
     assert response.status_code == 404, (url, response.status_code, response.content)
     assert response["Content-Type"].startswith(PROBLEM)
     assert str(lookup) not in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("name", "basename", "method"), _object_routes())
+def test_out_of_scope_object_is_404_for_a_service_account_too(
+    initiative, panel, name, basename, method
+):
+    """A service account scoped to another business unit is a stranger here as well."""
+    if basename in PUBLIC:
+        pytest.skip("published to every signed-in caller")
+    lookup = _objects(initiative, panel)[basename]
+    other_bot = UserFactory(username="other-bot", groups=[INTEGRATIONS])
+    InitiativeFactory().business_unit.members.add(other_bot)
+    url = reverse(f"api:{name}", args=[lookup])
+    response = getattr(api_as(other_bot), method)(url, {}, format="json")
+    assert response.status_code == 404, (url, response.status_code, response.content)
+    assert response["Content-Type"].startswith(PROBLEM)
 
 
 def test_milestones_stay_unchanged_after_out_of_scope_posts(initiative):

@@ -36,8 +36,13 @@ def bot(db: Any) -> Any:
 
 
 @pytest.fixture
-def milestone(db: Any) -> Any:
-    return MilestoneFactory(external_system="JIRA", external_key="AIP-7", title="Pilot sign-off")
+def milestone(db: Any, bot: Any) -> Any:
+    milestone = MilestoneFactory(
+        external_system="JIRA", external_key="AIP-7", title="Pilot sign-off"
+    )
+    # The PMO scopes a service account by making it a member of the unit.
+    milestone.initiative.business_unit.members.add(bot)
+    return milestone
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
 
 
 @pytest.fixture
-def snow_milestone(db):
-    return MilestoneFactory(external_system="ServiceNow", external_key="CHG0031")
+def snow_milestone(db, bot):
+    milestone = MilestoneFactory(external_system="ServiceNow", external_key="CHG0031")
+    milestone.initiative.business_unit.members.add(bot)  # the service account's scope
+    return milestone
 
 
 @pytest.fixture

@@ -90,6 +90,7 @@ class TestGateConditions:
         assert condition.status == MilestoneStatus.OPEN
 
     def test_pmo_may_waive_and_a_ticket_may_complete_it(self, condition, bot, pmo):
+        condition.initiative.business_unit.members.add(bot)  # in the service account's scope
         services.milestone_complete(milestone=condition, actor=bot)
         other = MilestoneFactory(is_gate_condition=True)
         services.milestone_waive(milestone=other, actor=pmo, reason="risk accepted by committee")
@@ -98,6 +99,7 @@ class TestGateConditions:
 
 def test_service_account_may_complete_but_not_waive_ordinary_milestones(bot):
     milestone = MilestoneFactory()
+    milestone.initiative.business_unit.members.add(bot)  # in the service account's scope
     with pytest.raises(PermissionDenied):
         services.milestone_waive(milestone=milestone, actor=bot, reason="closed in Jira")
     services.milestone_complete(milestone=milestone, actor=bot)
