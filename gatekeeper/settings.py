@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "gates",
     "integrations",
     "api",
+    "dashboard",
     "axes",
 ]
 

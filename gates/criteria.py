@@ -7,9 +7,10 @@ name checks that exist here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from programs.models import Initiative, MilestoneStatus
+from programs.models import BusinessUnit, Initiative, Milestone, MilestoneStatus, SuccessMetric
 from programs.selectors import metrics_missing_baseline_or_target
 
 Check = Callable[[Initiative], list[str]]
@@ -89,3 +90,117 @@ def run_check(name: str, initiative: Initiative) -> list[str]:
     if check is None:
         return [f"automatic check '{name}' is unknown to this version of Gatekeeper"]
     return check(initiative)
+
+
+# --- the same checks over many initiatives at once -----------------------------------------------
+# The PMO dashboard asks why each stalled initiative is stuck: one query per check for the whole
+# portfolio instead of one per initiative. Each gives exactly what its single version gives
+# (tests/gates/test_criteria_bulk.py holds them to it), so the dashboard and a review's checklist
+# can never disagree.
+
+Verdicts = dict[int, list[str]]  # initiative pk -> unmet reasons
+BulkCheck = Callable[[Sequence[Initiative]], Verdicts]
+
+
+def _business_owner_from_business_line_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+    owned = [i for i in initiatives if i.business_owner_id is not None]
+    members = set(
+        BusinessUnit.members.through.objects.filter(
+            businessunit_id__in={i.business_unit_id for i in owned},
+            user_id__in={i.business_owner_id for i in owned},
+        ).values_list("businessunit_id", "user_id")
+    )
+    result: dict[int, list[str]] = {}
+    for i in initiatives:
+        if i.business_owner_id is None:
+            result[i.pk] = ["a business owner must be assigned"]
+        elif (i.business_unit_id, i.business_owner_id) not in members:
+            result[i.pk] = [
+                f"the business owner must be a member of business unit "
+                f"{i.business_unit.code} (the business line that will use it)"
+            ]
+        else:
+            result[i.pk] = []
+    return result
+
+
+def _metric_with_baseline_and_target_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+    judged = set(
+        SuccessMetric.objects.filter(
+            initiative__in=[i.pk for i in initiatives], baseline__isnull=False, target__isnull=False
+        ).values_list("initiative_id", flat=True)
+    )
+    # programs' own read words it; an unsaved initiative has no metrics and costs no query.
+    missing = metrics_missing_baseline_or_target(Initiative())
+    return {i.pk: [] if i.pk in judged else list(missing) for i in initiatives}
+
+
+def _target_workflow_named_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+    return {i.pk: target_workflow_named(i) for i in initiatives}
+
+
+def _open_milestones(
+    initiatives: Sequence[Initiative], **filters: Any
+) -> list[tuple[int, str, str]]:
+    return list(
+        Milestone.objects.filter(
+            initiative__in=[i.pk for i in initiatives], status=MilestoneStatus.OPEN, **filters
+        ).values_list("initiative_id", "stage", "title")
+    )
+
+
+def _stage_milestones_closed_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+    stage_of = {i.pk: i.stage for i in initiatives}
+    result: dict[int, list[str]] = {pk: [] for pk in stage_of}
+    for pk, stage, title in _open_milestones(initiatives):
+        if stage == stage_of[pk]:
+            result[pk].append(f"milestone '{title}' of stage {stage} is still open")
+    return result
+
+
+def _no_open_gate_conditions_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+    result: dict[int, list[str]] = {i.pk: [] for i in initiatives}
+    for pk, _, title in _open_milestones(initiatives, is_gate_condition=True):
+        result[pk].append(f"gate condition '{title}' is still open")
+    return result
+
+
+def _pilot_results_measured_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+    targeted: dict[int, list[tuple[str, Any]]] = {i.pk: [] for i in initiatives}
+    for pk, name, measured_at in SuccessMetric.objects.filter(
+        initiative__in=list(targeted), baseline__isnull=False, target__isnull=False
+    ).values_list("initiative_id", "name", "measured_at"):
+        targeted[pk].append((name, measured_at))
+    result: dict[int, list[str]] = {}
+    for i in initiatives:
+        if not targeted[i.pk]:
+            result[i.pk] = [
+                "no success metric with baseline and target to measure the pilot against"
+            ]
+            continue
+        result[i.pk] = [
+            f"metric '{name}' has no result measured during this stage"
+            for name, measured_at in targeted[i.pk]
+            if measured_at is None or measured_at < i.stage_entered_at
+        ]
+    return result
+
+
+BULK_CHECKS: dict[str, BulkCheck] = {
+    "business_owner_from_business_line": _business_owner_from_business_line_bulk,
+    "metric_with_baseline_and_target": _metric_with_baseline_and_target_bulk,
+    "target_workflow_named": _target_workflow_named_bulk,
+    "stage_milestones_closed": _stage_milestones_closed_bulk,
+    "no_open_gate_conditions": _no_open_gate_conditions_bulk,
+    "pilot_results_measured": _pilot_results_measured_bulk,
+}
+
+
+def run_check_bulk(name: str, initiatives: Sequence[Initiative]) -> Verdicts:
+    """``run_check`` for each of ``initiatives`` (by pk), in a query or two however many."""
+    if not initiatives:
+        return {}
+    check = BULK_CHECKS.get(name)
+    if check is None:
+        return {i.pk: run_check(name, i) for i in initiatives}  # unknown: no query either
+    return check(initiatives)

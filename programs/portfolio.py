@@ -10,14 +10,24 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from programs.models import Initiative, Milestone, MilestoneStatus, StageTransition
+from gatekeeper.types import User
+from programs.models import (
+    Initiative,
+    Milestone,
+    MilestoneStatus,
+    StageTransition,
+    SuccessMetric,
+)
 from programs.selectors import initiatives_visible_to
-from programs.stages import ACTIVE_STAGES, Stage
+from programs.stages import ACTIVE_STAGES, GATE_INTO, NEXT_STAGE, TERMINAL_STAGES, Stage
 
 
 def portfolio_summary(*, user: Any, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -69,3 +79,328 @@ def portfolio_summary(*, user: Any, now: dt.datetime | None = None) -> dict[str,
             "rate": round(reached_ops / entered_pilot, 3) if entered_pilot else None,
         },
     }
+
+
+# --- the PMO dashboard's reads -------------------------------------------------------------------
+# One row per initiative with every figure a steering-committee deck shows, then the panels are
+# folded from those rows in Python: the page costs the same handful of queries for 5 initiatives
+# as for 500.
+
+# The gated path in lifecycle order; a funnel shows how far work gets along it.
+PATH_STAGES: tuple[str, ...] = (*ACTIVE_STAGES, Stage.OPERATIONS)
+_DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class PortfolioFilters:
+    """What the PMO narrowed the portfolio to; empty means "all"."""
+
+    business_unit: str = ""  # BusinessUnit.code
+    risk_tier: str = ""
+    stage: str = ""
+
+
+def initiatives_filtered(*, user: User, filters: PortfolioFilters) -> QuerySet[Initiative]:
+    qs = initiatives_visible_to(user)
+    if filters.business_unit:
+        qs = qs.filter(business_unit__code=filters.business_unit)
+    if filters.risk_tier:
+        qs = qs.filter(risk_tier=filters.risk_tier)
+    if filters.stage:
+        qs = qs.filter(stage=filters.stage)
+    return qs
+
+
+def _person(user: Any) -> str:
+    if user is None:
+        return ""
+    return user.get_full_name() or user.get_username()
+
+
+def _days(delta: dt.timedelta) -> float:
+    return delta.total_seconds() / _DAY
+
+
+@dataclass
+class InitiativeRow:
+    initiative: Initiative
+    key: str
+    name: str
+    business_unit: str  # code
+    business_unit_name: str
+    stage: str
+    stage_label: str
+    risk_tier: str
+    health: str
+    business_owner: str
+    sponsor: str
+    delivery_lead: str
+    days_in_stage: float | None
+    # The stall budget as stored: the opening gate's expected time, moved out by any time spent
+    # on hold (a hold pauses the clock). None where a stage has no end (operations, on hold).
+    expected_max_days: float | None
+    stall_at: dt.datetime | None
+    stalled: bool
+    days_past_expected: float | None
+    next_gate: str
+    has_judged_metric: bool
+    open_milestones: int
+    overdue_milestones: int
+    oldest_overdue_due_at: dt.datetime | None
+    last_transition_at: dt.datetime | None
+    pilot_started_at: dt.datetime | None
+    operations_reached_at: dt.datetime | None
+    # Why it is stalled, from programs' own data (gates adds its causes on top).
+    causes: list[str] = field(default_factory=list)
+
+    @property
+    def budget_used(self) -> float | None:
+        if self.days_in_stage is None or not self.expected_max_days:
+            return None
+        return self.days_in_stage / self.expected_max_days
+
+
+def _count_of(qs: QuerySet[Any]) -> Coalesce:
+    counted = qs.order_by().values("initiative").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def _first_transition_to(stage: str) -> Subquery:
+    return Subquery(
+        StageTransition.objects.filter(initiative=OuterRef("pk"), to_stage=stage)
+        .order_by("created_at", "id")
+        .values("created_at")[:1]
+    )
+
+
+def portfolio_rows(
+    *, user: User, filters: PortfolioFilters, now: dt.datetime | None = None
+) -> list[InitiativeRow]:
+    """Every initiative in the filtered portfolio with its figures: one query."""
+    now = now or timezone.now()
+    open_ms = Milestone.objects.filter(initiative=OuterRef("pk"), status=MilestoneStatus.OPEN)
+    overdue_ms = open_ms.filter(due_at__lt=now)
+    qs = (
+        initiatives_filtered(user=user, filters=filters)
+        .select_related("business_unit", "business_owner", "sponsor", "delivery_lead")
+        .annotate(
+            n_open=_count_of(open_ms),
+            n_overdue=_count_of(overdue_ms),
+            oldest_overdue=Subquery(overdue_ms.order_by("due_at").values("due_at")[:1]),
+            judged_metric=Exists(
+                SuccessMetric.objects.filter(
+                    initiative=OuterRef("pk"), baseline__isnull=False, target__isnull=False
+                )
+            ),
+            last_move=Subquery(
+                StageTransition.objects.filter(initiative=OuterRef("pk"))
+                .order_by("-created_at", "-id")
+                .values("created_at")[:1]
+            ),
+            pilot_at=_first_transition_to(Stage.PILOT),
+            operations_at=_first_transition_to(Stage.OPERATIONS),
+        )
+        .order_by("key")
+    )
+    rows: list[InitiativeRow] = []
+    for i in qs:
+        active = i.stage in ACTIVE_STAGES
+        stalled = bool(active and i.stall_at is not None and i.stall_at <= now)
+        expected = _days(i.stall_at - i.stage_entered_at) if i.stall_at and active else None
+        row = InitiativeRow(
+            initiative=i,
+            key=i.key,
+            name=i.name,
+            business_unit=i.business_unit.code,
+            business_unit_name=i.business_unit.name,
+            stage=i.stage,
+            stage_label=Stage(i.stage).label,
+            risk_tier=i.risk_tier,
+            health=i.health,
+            business_owner=_person(i.business_owner),
+            sponsor=_person(i.sponsor),
+            delivery_lead=_person(i.delivery_lead),
+            days_in_stage=_days(now - i.stage_entered_at)
+            if i.stage not in TERMINAL_STAGES
+            else None,
+            expected_max_days=expected,
+            stall_at=i.stall_at if active else None,
+            stalled=stalled,
+            days_past_expected=_days(now - i.stall_at) if stalled and i.stall_at else None,
+            next_gate=GATE_INTO.get(NEXT_STAGE.get(i.stage, ""), ""),
+            has_judged_metric=i.judged_metric,
+            open_milestones=i.n_open,
+            overdue_milestones=i.n_overdue,
+            oldest_overdue_due_at=i.oldest_overdue,
+            last_transition_at=i.last_move,
+            pilot_started_at=i.pilot_at,
+            operations_reached_at=i.operations_at,
+        )
+        if stalled:
+            row.causes = _programs_stall_causes(row, now)
+        rows.append(row)
+    return rows
+
+
+def _programs_stall_causes(row: InitiativeRow, now: dt.datetime) -> list[str]:
+    causes: list[str] = []
+    if not row.business_owner:
+        causes.append("no business owner")
+    if not row.has_judged_metric:
+        causes.append("no success metric with both a baseline and a target")
+    if row.overdue_milestones and row.oldest_overdue_due_at is not None:
+        late = _days(now - row.oldest_overdue_due_at)
+        plural = "s" if row.overdue_milestones != 1 else ""
+        causes.append(
+            f"{row.overdue_milestones} overdue milestone{plural} (oldest {late:.0f} days late)"
+        )
+    return causes
+
+
+def stage_funnel(rows: Iterable[InitiativeRow]) -> dict[str, int]:
+    """Initiatives per stage, every stage listed, gated path first in lifecycle order."""
+    counts = {s: 0 for s in (*PATH_STAGES, Stage.ON_HOLD, Stage.RETIRED, Stage.CANCELLED)}
+    for row in rows:
+        counts[row.stage] += 1
+    return counts
+
+
+def unit_stage_matrix(rows: Iterable[InitiativeRow]) -> dict[str, dict[str, int]]:
+    """Business unit code -> stage -> count, units sorted, every stage present."""
+    matrix: dict[str, dict[str, int]] = {}
+    for row in rows:
+        cells = matrix.setdefault(row.business_unit, {s: 0 for s in Stage.values})
+        cells[row.stage] += 1
+    return dict(sorted(matrix.items()))
+
+
+@dataclass
+class OwnerOverdue:
+    owner: str
+    milestones: list[tuple[Milestone, float]]  # (milestone, days late)
+
+
+def overdue_milestones_by_owner(
+    *, user: User, filters: PortfolioFilters, now: dt.datetime | None = None
+) -> list[OwnerOverdue]:
+    """Open milestones past due, grouped by who owns them, most late work first: one query."""
+    now = now or timezone.now()
+    scoped = initiatives_filtered(user=user, filters=filters).order_by().values("pk")
+    late = (
+        Milestone.objects.filter(initiative__in=scoped, status=MilestoneStatus.OPEN, due_at__lt=now)
+        .select_related("owner", "initiative")
+        .order_by("due_at", "id")
+    )
+    groups: dict[int, OwnerOverdue] = {}
+    for milestone in late:
+        group = groups.setdefault(milestone.owner_id, OwnerOverdue(_person(milestone.owner), []))
+        group.milestones.append((milestone, _days(now - milestone.due_at)))
+    return sorted(groups.values(), key=lambda g: (-len(g.milestones), g.owner))
+
+
+@dataclass
+class UnitFlow:
+    """How work moved through the gated path in one business unit (or all: ``unit == ""``)."""
+
+    business_unit: str
+    reached_pilot: int = 0
+    reached_operations: int = 0
+    median_days: dict[str, float | None] = field(default_factory=dict)
+    stays: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def conversion(self) -> float | None:
+        if not self.reached_pilot:
+            return None
+        return self.reached_operations / self.reached_pilot
+
+
+@dataclass
+class Flow:
+    overall: UnitFlow
+    by_unit: list[UnitFlow]
+
+
+def _completed_stays(
+    created_at: dt.datetime, moves: list[tuple[str, str, dt.datetime]]
+) -> list[tuple[str, float]]:
+    """(stage, days) for each stay in an active stage that has ended, from one initiative's
+    history in order. A stay begins with the record that enters the stage (a proposal's with
+    its creation, which writes no record) and ends with the record that leaves it; time on hold
+    is not counted, and a resume continues the stay it interrupted. Stays not yet ended are
+    left out (the "time in current stage" panel covers them)."""
+    stays: list[tuple[str, float]] = []
+    current: str | None = Stage.PROPOSED
+    since: dt.datetime | None = created_at  # start of the running segment; None while on hold
+    spent = dt.timedelta()
+    known = True  # False when the history does not say when this stay began (e.g. imported)
+    held = False
+    for from_stage, to_stage, at in moves:
+        if from_stage != (Stage.ON_HOLD if held else current):
+            held = from_stage == Stage.ON_HOLD
+            current = None if held else from_stage
+            since, spent, known = None, dt.timedelta(), False
+        if to_stage == Stage.ON_HOLD:
+            if since is not None:
+                spent += at - since
+            since, held = None, True
+            continue
+        if held and to_stage == current:
+            since, held = at, False  # resumed: the stay it interrupted goes on
+            continue
+        if since is not None:
+            spent += at - since
+        if known and current in ACTIVE_STAGES:
+            stays.append((current, _days(spent)))
+        current, since, spent, known, held = to_stage, at, dt.timedelta(), True, False
+    return stays
+
+
+def stage_flow(*, user: User, filters: PortfolioFilters) -> Flow:
+    """Pilot -> operations conversion and median completed time in each active stage, overall
+    and by business unit, from the transition history: one query.
+
+    An initiative "reached pilot" if any record moved it into pilot; conversion is how many of
+    those also have a record into operations.
+    """
+    scoped = initiatives_filtered(user=user, filters=filters).order_by().values("pk")
+    history = (
+        StageTransition.objects.filter(initiative__in=scoped)
+        .order_by("initiative_id", "created_at", "id")
+        .values_list(
+            "initiative_id",
+            "initiative__business_unit__code",
+            "initiative__created_at",
+            "from_stage",
+            "to_stage",
+            "created_at",
+        )
+    )
+    units: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"pilot": set(), "ops": set(), "stays": defaultdict(list)}
+    )
+    by_initiative: dict[int, tuple[str, dt.datetime, list[tuple[str, str, dt.datetime]]]] = {}
+    for pk, unit, created, from_stage, to_stage, at in history:
+        by_initiative.setdefault(pk, (unit, created, []))[2].append((from_stage, to_stage, at))
+        if to_stage == Stage.PILOT:
+            units[unit]["pilot"].add(pk)
+        elif to_stage == Stage.OPERATIONS:
+            units[unit]["ops"].add(pk)
+    for unit, created, moves in by_initiative.values():
+        for stage, days in _completed_stays(created, moves):
+            units[unit]["stays"][stage].append(days)
+
+    def fold(name: str, parts: list[dict[str, Any]]) -> UnitFlow:
+        pilot: set[int] = set().union(*(p["pilot"] for p in parts))
+        ops: set[int] = set().union(*(p["ops"] for p in parts))
+        flow = UnitFlow(name, reached_pilot=len(pilot), reached_operations=len(ops & pilot))
+        for stage in ACTIVE_STAGES:
+            days = [d for p in parts for d in p["stays"].get(stage, [])]
+            flow.median_days[stage] = round(statistics.median(days), 1) if days else None
+            flow.stays[stage] = len(days)
+        return flow
+
+    return Flow(
+        overall=fold("", list(units.values())),
+        by_unit=[fold(unit, [units[unit]]) for unit in sorted(units)],
+    )

@@ -1,0 +1,187 @@
+"""The dashboard's figures against a portfolio whose right answers are worked out by hand
+(tests/dashboard/portfolio.py has the table)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard.selectors import dashboard_build, portfolio_with_causes
+from programs.portfolio import PortfolioFilters, _completed_stays
+from programs.stages import Stage
+from tests.dashboard.portfolio import days_ago
+
+ALL = PortfolioFilters()
+
+
+def _build(portfolio, filters=ALL):
+    return dashboard_build(user=portfolio.pmo, filters=filters, now=portfolio.now)
+
+
+def test_funnel_counts_every_stage_in_lifecycle_order(portfolio):
+    funnel = _build(portfolio).funnel
+    assert list(funnel)[:5] == [
+        Stage.PROPOSED,
+        Stage.PILOT,
+        Stage.INTEGRATION,
+        Stage.HARDENING,
+        Stage.OPERATIONS,
+    ]
+    assert funnel == {
+        "proposed": 2,
+        "pilot": 1,
+        "integration": 1,
+        "hardening": 0,
+        "operations": 1,
+        "on_hold": 0,
+        "retired": 0,
+        "cancelled": 1,
+    }
+
+
+def test_business_unit_by_stage(portfolio):
+    matrix = _build(portfolio).matrix
+    assert list(matrix) == ["claims", "finance"]
+    assert {s: n for s, n in matrix["claims"].items() if n} == {
+        "proposed": 1,
+        "integration": 1,
+        "operations": 1,
+    }
+    assert {s: n for s, n in matrix["finance"].items() if n} == {
+        "proposed": 1,
+        "pilot": 1,
+        "cancelled": 1,
+    }
+
+
+def test_conversion_pilot_to_operations_by_unit(portfolio):
+    flow = _build(portfolio).flow
+    claims, finance = flow.by_unit
+    assert (claims.business_unit, claims.reached_pilot, claims.reached_operations) == (
+        "claims",
+        2,
+        1,
+    )
+    assert claims.conversion == 0.5
+    assert (finance.reached_pilot, finance.reached_operations, finance.conversion) == (2, 0, 0)
+    assert (flow.overall.reached_pilot, flow.overall.reached_operations) == (4, 1)
+    assert flow.overall.conversion == 0.25
+
+
+def test_median_completed_time_in_each_stage_leaves_hold_out(portfolio):
+    flow = _build(portfolio).flow
+    claims, finance = flow.by_unit
+    # C1 P10 Pi30 I20 H20; C2 P10 Pi(40 + 10 after 20 days on hold) = 50
+    assert claims.median_days == {"proposed": 10, "pilot": 40, "integration": 20, "hardening": 20}
+    assert claims.stays == {"proposed": 2, "pilot": 2, "integration": 1, "hardening": 1}
+    # F2 P10 Pi10 (cancelled); F3 P5 (pilot still running: not a completed stay)
+    assert finance.median_days == {
+        "proposed": 7.5,
+        "pilot": 10,
+        "integration": None,
+        "hardening": None,
+    }
+    assert flow.overall.median_days == {
+        "proposed": 10,
+        "pilot": 30,
+        "integration": 20,
+        "hardening": 20,
+    }
+
+
+def test_stalled_initiatives_with_their_computed_causes(portfolio):
+    data = _build(portfolio)
+    stalled = {row.key: row for row in data.stalled}
+    assert list(stalled) == ["AI-C2", "AI-F1", "AI-C3"]  # furthest past its time first
+    c2 = stalled["AI-C2"]
+    assert c2.expected_max_days == pytest.approx(120)  # G2's expected time in integration
+    assert c2.days_in_stage == pytest.approx(170)
+    assert c2.days_past_expected == pytest.approx(50)
+    assert c2.causes == [
+        "no business owner",
+        "no success metric with both a baseline and a target",
+        "1 overdue milestone (oldest 5 days late)",
+        "G3 criterion unmet: All milestones of the stage are done or waived "
+        "(milestone 'Wire the claims API' of stage integration is still open)",
+    ]
+    f1 = stalled["AI-F1"]
+    assert f1.days_past_expected == pytest.approx(20)
+    assert f1.causes == [
+        "G1 criterion unmet: Target workflow named "
+        "(the target workflow (which business process changes) must be named)"
+    ]
+    c3 = stalled["AI-C3"]
+    assert c3.days_past_expected == pytest.approx(10)
+    assert len(c3.causes) == 2
+    assert all(c.startswith("G1 approval overdue: ") for c in c3.causes)
+    assert any("PMO (Priya)" in c for c in c3.causes)
+    # 20 days ago plus five business days of decision time: about 13 days late.
+    late = [int(c.split(", ")[-1].split()[0]) for c in c3.causes]
+    assert all(12 <= n <= 15 for n in late)
+
+
+def test_not_stalled_are_not_listed_and_have_no_causes(portfolio):
+    rows = {
+        r.key: r for r in portfolio_with_causes(user=portfolio.pmo, filters=ALL, now=portfolio.now)
+    }
+    for key in ("AI-C1", "AI-F2", "AI-F3"):
+        assert not rows[key].stalled
+        assert rows[key].causes == []
+    f3 = rows["AI-F3"]
+    assert f3.days_in_stage == pytest.approx(25)
+    assert f3.expected_max_days == pytest.approx(90)
+    assert f3.budget_used == pytest.approx(25 / 90)
+    assert f3.next_gate == "G2"
+    assert f3.pilot_started_at == days_ago(portfolio.now, 25)
+    c1 = rows["AI-C1"]
+    assert c1.operations_reached_at == days_ago(portfolio.now, 20)
+    assert c1.expected_max_days is None  # operations has no planned end
+
+
+def test_overdue_milestones_grouped_by_owner(portfolio):
+    groups = _build(portfolio).overdue_by_owner
+    assert [(g.owner, [m.title for m, _ in g.milestones]) for g in groups] == [
+        ("Omar", ["Wire the claims API"])
+    ]
+    assert groups[0].milestones[0][1] == pytest.approx(5)
+
+
+@pytest.mark.parametrize(
+    ("filters", "keys"),
+    [
+        (PortfolioFilters(business_unit="finance"), ["AI-F1", "AI-F2", "AI-F3"]),
+        (PortfolioFilters(risk_tier="high"), ["AI-F3"]),
+        (PortfolioFilters(stage="proposed"), ["AI-C3", "AI-F1"]),
+        (PortfolioFilters(business_unit="claims", stage="integration"), ["AI-C2"]),
+    ],
+)
+def test_filters_apply_to_every_panel(portfolio, filters, keys):
+    data = _build(portfolio, filters)
+    assert [r.key for r in data.rows] == keys
+    assert sum(data.funnel.values()) == len(keys)
+    assert {r.key for r in data.stalled} <= set(keys)
+    assert {r.key for r in data.in_stage} <= set(keys)
+    owners = {m.initiative.key for g in data.overdue_by_owner for m, _ in g.milestones}
+    assert owners <= set(keys)
+
+
+def test_filtered_conversion_counts_only_the_unit(portfolio):
+    flow = _build(portfolio, PortfolioFilters(business_unit="finance")).flow
+    assert [u.business_unit for u in flow.by_unit] == ["finance"]
+    assert (flow.overall.reached_pilot, flow.overall.reached_operations) == (2, 0)
+
+
+def test_stays_from_a_history_with_gaps_count_only_what_is_known(portfolio):
+    now = portfolio.now
+    # Imported history starting in integration: the integration stay's start is unknown.
+    moves = [(Stage.INTEGRATION, Stage.HARDENING, days_ago(now, 10))]
+    assert _completed_stays(days_ago(now, 100), moves) == []
+    # Cancelled while on hold: the stay in pilot ends when the hold began.
+    moves = [
+        (Stage.PROPOSED, Stage.PILOT, days_ago(now, 50)),
+        (Stage.PILOT, Stage.ON_HOLD, days_ago(now, 30)),
+        (Stage.ON_HOLD, Stage.CANCELLED, days_ago(now, 10)),
+    ]
+    assert _completed_stays(days_ago(now, 60), moves) == [
+        (Stage.PROPOSED, pytest.approx(10)),
+        (Stage.PILOT, pytest.approx(20)),
+    ]
