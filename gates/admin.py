@@ -702,7 +702,7 @@ class DelegationAdmin(EmptyStateMixin, ServiceAdminMixin, admin.ModelAdmin):
     def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return obj is None and bool(request.user.is_staff)
 
-    def has_add_permission(self, request: http.HttpRequest) -> bool:
+    def has_add_permission(self, request: Any) -> bool:
         # Only someone approvals can come to (or who delegates for others) has anything to
         # hand to a deputy.
         user = request.user
