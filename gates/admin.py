@@ -450,7 +450,7 @@ DECIDED = "decided"
 class InboxViewFilter(admin.SimpleListFilter):
     """Two views of the inbox: what waits for the user (the default) and what they decided."""
 
-    title = "show"
+    title = "status"
     parameter_name = "view"
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
@@ -544,6 +544,11 @@ class ApprovalInboxAdmin(EmptyStateMixin, ViewOnlyMixin, admin.ModelAdmin):
     )
     list_display_links = None
     list_filter = (InboxViewFilter,)
+    show_facets = admin.ShowFacets.NEVER
+
+    def changelist_view(self, request: Any, extra_context: Any = None) -> Any:
+        title = "Approvals you decided" if _decided_view(request) else "Approvals waiting for you"
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
     def get_queryset(self, request: Any) -> QuerySet[Approval]:
         if _decided_view(request):
