@@ -7,6 +7,7 @@ review log and emits the same outbox events as any other caller.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django import http
@@ -38,6 +39,7 @@ from gates.forms import (
 from gates.models import (
     Approval,
     ApprovalInbox,
+    ApprovalStatus,
     ApproverRule,
     Criterion,
     CriterionKind,
@@ -48,9 +50,32 @@ from gates.models import (
     GateReview,
     GateTemplate,
     ReviewEvent,
+    ReviewState,
 )
 from programs.models import Initiative
-from programs.selectors import initiatives_visible_to
+
+
+class EmptyStateMixin:
+    """A list with nothing in it at all says so in one sentence (``empty_message``) instead of
+    showing an empty table (see admin/gates/change_list.html)."""
+
+    empty_message = ""
+
+    def get_empty_message(self, request: Any) -> str:
+        return self.empty_message
+
+    def changelist_view(self, request: Any, extra_context: Any = None) -> Any:
+        extra_context = {"empty_message": self.get_empty_message(request), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+
+def _may_prepare_reviews(request: Any) -> bool:
+    """Whether the user may open or submit a review for any initiative at all: only then do the
+    review list's Add button and submit action mean something to them."""
+    return bool(request.user.is_staff) and (
+        selectors.initiatives_user_may_review(user=request.user).exists()
+    )
+
 
 # --- gates and templates -----------------------------------------------------------------
 
@@ -222,7 +247,9 @@ class ReviewEventInline(ReadOnlyInline):
 
 
 @admin.register(GateReview)
-class GateReviewAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class GateReviewAdmin(EmptyStateMixin, ServiceAdminMixin, admin.ModelAdmin):
+    empty_message = "No gate review concerns you yet."
+
     list_display = (
         "id",
         "initiative",
@@ -233,7 +260,8 @@ class GateReviewAdmin(ServiceAdminMixin, admin.ModelAdmin):
         "submitted_at",
         "decided_at",
     )
-    list_filter = ("state", "gate", "outcome")
+    # Only the gates of reviews the user may see (the filter reads the admin's queryset).
+    list_filter = ("state", ("gate", admin.RelatedOnlyFieldListFilter), "outcome")
     search_fields = ("initiative__key", "initiative__name")
     readonly_fields = (
         "initiative",
@@ -273,7 +301,13 @@ class GateReviewAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return self.inlines if obj is not None else ()
 
     def has_add_permission(self, request: http.HttpRequest) -> bool:
-        return bool(request.user.is_staff)
+        return _may_prepare_reviews(request)
+
+    def get_actions(self, request: Any) -> Any:
+        actions = super().get_actions(request)
+        if "submit_reviews" in actions and not _may_prepare_reviews(request):
+            del actions["submit_reviews"]
+        return actions
 
     def has_view_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_staff)
@@ -287,7 +321,7 @@ class GateReviewAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
         if db_field.name == "initiative":
-            kwargs["queryset"] = initiatives_visible_to(request.user)
+            kwargs["queryset"] = selectors.initiatives_user_may_review(user=request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request: Any, obj: GateReview, form: Any, change: bool) -> None:
@@ -321,11 +355,12 @@ class GateReviewAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 s.criterion.get_kind_display(),
                 "required" if s.criterion.required else "advisory",
                 "; ".join(s.reasons) or ", ".join(e.url or e.note[:60] for e in s.evidence),
+                format_html_join("", '<div class="help">{}</div>', ((line,) for line in s.details)),
             )
-            for s in selectors.review_checklist(review=obj)
+            for s in selectors.review_checklist(review=obj, with_details=True)
         ]
         body = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>", rows
         )
         return format_html(
             "<table><tr><th></th><th>Criterion</th><th>Kind</th><th></th><th>Detail</th></tr>"
@@ -409,9 +444,84 @@ def _condition_spec(row: Any) -> services.ConditionSpec:
     )
 
 
+DECIDED = "decided"
+
+
+class InboxViewFilter(admin.SimpleListFilter):
+    """Two views of the inbox: what waits for the user (the default) and what they decided."""
+
+    title = "status"
+    parameter_name = "view"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [(DECIDED, "Decided by me")]
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": self.value() != DECIDED,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Waiting for me",
+        }
+        yield {
+            "selected": self.value() == DECIDED,
+            "query_string": changelist.get_query_string({self.parameter_name: DECIDED}),
+            "display": "Decided by me",
+        }
+
+    def queryset(self, request: Any, queryset: QuerySet[Approval]) -> QuerySet[Approval]:
+        return queryset  # ApprovalInboxAdmin.get_queryset already chose the view's rows
+
+
+def _decided_view(request: Any) -> bool:
+    return request.GET.get(InboxViewFilter.parameter_name) == DECIDED
+
+
+def _days(n: int) -> str:
+    return f"{n} day{'s' if n != 1 else ''}"
+
+
+def _deadline(due_at: dt.datetime, now: dt.datetime) -> str:
+    """A deadline as a person reads it: "overdue by 3 days" (red), "due today", "due in 2 days"."""
+    late_by = (timezone.localdate(now) - timezone.localdate(due_at)).days
+    if due_at < now:
+        text = f"overdue by {_days(late_by)}" if late_by > 0 else "overdue since today"
+        return format_html('<strong class="overdue" style="color: #ba2121;">{}</strong>', text)
+    if late_by == 0:
+        return "due today"
+    return f"due in {_days(-late_by)}"
+
+
+def _role_list(labels: list[str]) -> str:
+    if len(labels) <= 1:
+        return "".join(labels)
+    return ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def what_happens_next(approval: Approval) -> str:
+    """After a decision: whom the gate still waits for, or what the decided review did."""
+    review = GateReview.objects.select_related("gate", "initiative").get(pk=approval.review_id)
+    gate, initiative = review.gate.code, review.initiative
+    if review.state == ReviewState.SUBMITTED:
+        approvals = list(selectors.review_approvals(review=review))
+        approved = sum(a.status == ApprovalStatus.APPROVED for a in approvals)
+        waiting = [a.get_role_display() for a in approvals if a.status == ApprovalStatus.PENDING]
+        approvers = "approver" if len(waiting) == 1 else "approvers"
+        return (
+            f"the {gate} gate still waits for the {_role_list(waiting)} {approvers} "
+            f"({approved} of {len(approvals)} approved)."
+        )
+    stage = initiative.get_stage_display()
+    if review.state == ReviewState.APPROVED and initiative.stage == review.gate.to_stage:
+        conditional = " with conditions" if review.outcome == "conditional_go" else ""
+        return f"{gate} approved{conditional}: {initiative.key} moved to {stage}."
+    outcome = f" ({review.get_outcome_display()})" if review.outcome else ""
+    return f"{gate} {review.get_state_display().lower()}{outcome}: {initiative.key} is now {stage}."
+
+
 @admin.register(ApprovalInbox)
-class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
-    """Pending approvals the signed-in user can decide: their own and their principals'."""
+class ApprovalInboxAdmin(EmptyStateMixin, ViewOnlyMixin, admin.ModelAdmin):
+    """Pending approvals the signed-in user can decide (their own and their principals'), the
+    overdue ones first; the "Decided by me" view lists what they decided."""
 
     list_display = (
         "initiative",
@@ -420,13 +530,42 @@ class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
         "approver",
         "submitted_by",
         "due_at",
-        "overdue",
+        "deadline",
         "decide",
     )
+    decided_list_display = (
+        "initiative",
+        "gate",
+        "role",
+        "approver",
+        "decision",
+        "decided_at",
+        "evidence_pack",
+    )
     list_display_links = None
+    list_filter = (InboxViewFilter,)
+    show_facets = admin.ShowFacets.NEVER
+
+    def changelist_view(self, request: Any, extra_context: Any = None) -> Any:
+        title = "Approvals you decided" if _decided_view(request) else "Approvals waiting for you"
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
     def get_queryset(self, request: Any) -> QuerySet[Approval]:
+        if _decided_view(request):
+            return selectors.approvals_decided_by(user=request.user)
         return selectors.approvals_inbox(user=request.user)
+
+    def get_ordering(self, request: Any) -> Any:
+        # Earliest deadline first, which puts every overdue approval at the top.
+        return ("-decided_at", "-id") if _decided_view(request) else ("due_at", "id")
+
+    def get_list_display(self, request: Any) -> Any:
+        return self.decided_list_display if _decided_view(request) else self.list_display
+
+    def get_empty_message(self, request: Any) -> str:
+        if _decided_view(request):
+            return "You have not decided any approval yet."
+        return "Nothing waits for your decision."
 
     def has_module_permission(self, request: http.HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_staff)
@@ -446,9 +585,20 @@ class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
     def submitted_by(self, obj: Approval) -> Any:
         return obj.review.submitted_by
 
-    @admin.display(description="Overdue", boolean=True)
-    def overdue(self, obj: Approval) -> bool:
-        return obj.due_at < timezone.now()
+    @admin.display(description="Deadline", ordering="due_at")
+    def deadline(self, obj: Approval) -> str:
+        return _deadline(obj.due_at, timezone.now())
+
+    @admin.display(description="Decision")
+    def decision(self, obj: Approval) -> str:
+        outcome = f" ({obj.get_outcome_display()})" if obj.outcome else ""
+        behalf = f", for {obj.approver}" if obj.on_behalf else ""
+        return f"{obj.get_status_display()}{outcome}{behalf}"
+
+    @admin.display(description="")
+    def evidence_pack(self, obj: Approval) -> str:
+        url = reverse("gates:evidence-pack-html", args=[obj.review_id])
+        return format_html('<a href="{}">Evidence pack</a>', url)
 
     @admin.display(description="")
     def decide(self, obj: Approval) -> str:
@@ -466,7 +616,7 @@ class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
         return extra + super().get_urls()
 
     def decide_view(self, request: Any, approval_id: int) -> http.HttpResponse:
-        approval = get_object_or_404(self.get_queryset(request), pk=approval_id)
+        approval = get_object_or_404(selectors.approvals_inbox(user=request.user), pk=approval_id)
         data_in = request.POST if request.method == "POST" else None
         form = DecisionForm(data_in)
         # A post with no condition fields at all (a script, an older page) is a decision
@@ -491,17 +641,27 @@ class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
                     outcome=data["outcome"] or None,
                     conditions=[_condition_spec(row) for row in rows],
                 )
-                messages.success(request, f"Recorded your decision on {approval}.")
+                next_step = what_happens_next(approval)
+                joiner = "; " if next_step.startswith("the ") else ". "
+                messages.success(request, f"Recorded your decision{joiner}{next_step}")
                 return redirect("admin:gates_approvalinbox_changelist")
             except DomainError as exc:
                 report_refusal(request, exc, form=form, rows={"conditions": rows})
         review = approval.review
+        initiative = review.initiative
+        initiative_url = (
+            reverse("admin:programs_initiative_change", args=[initiative.pk])
+            if request.user.has_perm("programs.view_initiative", initiative)
+            else None
+        )
         context = {
             **self.admin_site.each_context(request),
             "title": f"Decide: {review}",
             "approval": approval,
             "review": review,
-            "checklist": selectors.review_checklist(review=review),
+            "initiative_url": initiative_url,
+            "deadline": _deadline(approval.due_at, timezone.now()),
+            "checklist": selectors.review_checklist(review=review, with_details=True),
             "others": selectors.review_approvals(review=review),
             "form": form,
             "conditions": conditions,
@@ -514,7 +674,8 @@ class ApprovalInboxAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(GateApprover)
-class GateApproverAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class GateApproverAdmin(EmptyStateMixin, ServiceAdminMixin, admin.ModelAdmin):
+    empty_message = "Nobody holds a gate role yet: add who approves for each role."
     form = GateApproverForm
     list_display = ("role", "business_unit", "user")
     list_filter = ("role", "business_unit")
@@ -536,7 +697,8 @@ class GateApproverAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Delegation)
-class DelegationAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class DelegationAdmin(EmptyStateMixin, ServiceAdminMixin, admin.ModelAdmin):
+    empty_message = "No delegation names you."
     list_display = ("principal", "deputy", "starts_on", "ends_on", "reason", "revoked_at")
     list_filter = ("revoked_at",)
     form = DelegationForm
@@ -545,8 +707,24 @@ class DelegationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return obj is None and bool(request.user.is_staff)
 
-    def has_add_permission(self, request: http.HttpRequest) -> bool:
-        return bool(request.user.is_staff)
+    def has_add_permission(self, request: Any) -> bool:
+        # Only someone approvals can come to (or who delegates for others) has anything to
+        # hand to a deputy.
+        user = request.user
+        return bool(user.is_staff) and (
+            user.has_perm("gates.delegate", None) or selectors.may_receive_approvals(user=user)
+        )
+
+    def get_actions(self, request: Any) -> Any:
+        actions = super().get_actions(request)
+        user = request.user
+        # Revoking is the principal's (or PMO's) call; a deputy only sees theirs.
+        if "revoke" in actions and not (
+            user.has_perm("gates.delegate", None)
+            or selectors.delegations_visible_to(user=user).filter(principal=user).exists()
+        ):
+            del actions["revoke"]
+        return actions
 
     def has_view_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_staff)

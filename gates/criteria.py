@@ -3,17 +3,27 @@
 Each check returns the reasons it is unmet (empty when satisfied), so a refused submission can list
 every one of them. Criterion.check_name refers to a key of CHECKS; a template revision may only
 name checks that exist here.
+
+Each check may have a describer (``DESCRIBERS``, same key) saying what it looked at — the metrics'
+baseline and target, the owner and their business unit, the milestones still open — so a
+decider sees the facts behind a tick, not only the tick. Describers are read only where a person
+looks (the admin's checklist); the services' checks never pay for them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
+
+from django.utils import timezone
 
 from programs.models import BusinessUnit, Initiative, Milestone, MilestoneStatus, SuccessMetric
 from programs.selectors import metrics_missing_baseline_or_target
 
 Check = Callable[[Initiative], list[str]]
+Describe = Callable[[Initiative], list[str]]
 
 
 def business_owner_from_business_line(initiative: Initiative) -> list[str]:
@@ -83,6 +93,104 @@ CHECKS: dict[str, Check] = {
     "no_open_gate_conditions": no_open_gate_conditions,
     "pilot_results_measured": pilot_results_measured,
 }
+
+
+# --- what each check looked at (for people) -------------------------------------------------
+
+
+def _number(value: Decimal | None, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    text = f"{value.normalize():f}"
+    return f"{text} {unit}".strip()
+
+
+def _metric_line(metric: SuccessMetric) -> str:
+    return (
+        f"{metric.name}: {_number(metric.baseline, metric.unit)} → "
+        f"{_number(metric.target, metric.unit)}"
+    )
+
+
+def _person(user: object) -> str:
+    get_full_name = getattr(user, "get_full_name", None)
+    name = get_full_name() if get_full_name else ""
+    return name or str(getattr(user, "username", user))
+
+
+def describe_business_owner_from_business_line(initiative: Initiative) -> list[str]:
+    unit = initiative.business_unit
+    owner = initiative.business_owner
+    if owner is None:
+        return [f"No business owner yet; business unit {unit.name} ({unit.code})"]
+    return [f"Business owner {_person(owner)}; business unit {unit.name} ({unit.code})"]
+
+
+def describe_metric_with_baseline_and_target(initiative: Initiative) -> list[str]:
+    if initiative.pk is None:
+        return []
+    lines = [_metric_line(m) for m in initiative.metrics.order_by("name")]
+    return lines or ["No success metrics yet"]
+
+
+def describe_target_workflow_named(initiative: Initiative) -> list[str]:
+    workflow = initiative.target_workflow.strip()
+    return [f"Target workflow: {workflow}"] if workflow else []
+
+
+def _open_milestone_lines(rows: list[tuple[str, dt.datetime]]) -> list[str]:
+    return [f"Open: {title} (due {timezone.localtime(due):%d %b %Y})" for title, due in rows]
+
+
+def describe_stage_milestones_closed(initiative: Initiative) -> list[str]:
+    rows = list(
+        initiative.milestones.filter(stage=initiative.stage, status=MilestoneStatus.OPEN)
+        .order_by("due_at", "title")
+        .values_list("title", "due_at")
+    )
+    if not rows:
+        return [f"No milestone of stage {initiative.get_stage_display()} is open"]
+    return _open_milestone_lines(rows)
+
+
+def describe_no_open_gate_conditions(initiative: Initiative) -> list[str]:
+    rows = list(
+        initiative.milestones.filter(is_gate_condition=True, status=MilestoneStatus.OPEN)
+        .order_by("due_at", "title")
+        .values_list("title", "due_at")
+    )
+    return _open_milestone_lines(rows) if rows else ["No gate condition is open"]
+
+
+def describe_pilot_results_measured(initiative: Initiative) -> list[str]:
+    lines = []
+    for metric in initiative.metrics.filter(baseline__isnull=False, target__isnull=False).order_by(
+        "name"
+    ):
+        result = (
+            f"{_number(metric.current_value, metric.unit)} measured "
+            f"{timezone.localtime(metric.measured_at):%d %b %Y}"
+            if metric.current_value is not None and metric.measured_at is not None
+            else "not measured"
+        )
+        lines.append(f"{_metric_line(metric)}; result {result}")
+    return lines
+
+
+DESCRIBERS: dict[str, Describe] = {
+    "business_owner_from_business_line": describe_business_owner_from_business_line,
+    "metric_with_baseline_and_target": describe_metric_with_baseline_and_target,
+    "target_workflow_named": describe_target_workflow_named,
+    "stage_milestones_closed": describe_stage_milestones_closed,
+    "no_open_gate_conditions": describe_no_open_gate_conditions,
+    "pilot_results_measured": describe_pilot_results_measured,
+}
+
+
+def describe_check(name: str, initiative: Initiative) -> list[str]:
+    """What the check ``name`` looked at, one line per fact ([] when it has no describer)."""
+    describe = DESCRIBERS.get(name)
+    return describe(initiative) if describe is not None else []
 
 
 def run_check(name: str, initiative: Initiative) -> list[str]:

@@ -4,20 +4,39 @@ A presenter, not a selector: it loads the review with every relation the pack sh
 (``review_for_pack``) and turns it into plain JSON-ready data (``evidence_pack``), which the JSON
 view returns as is and the HTML template renders. ``criterion_entry`` is also the shape of the
 checklist snapshot a submission records, so the pack can set "at submission" beside "now".
+``pack_for_people`` turns a pack into what the HTML page shows: labels instead of codes, local
+times in words instead of ISO strings (the JSON export stays as it is).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
+from django.db import models
 from django.db.models import Prefetch
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
 
 from gatekeeper.types import User
-from gates.models import Approval, Criterion, EventKind, GateReview, ReviewEvent
+from gates.models import (
+    Approval,
+    ApprovalStatus,
+    Criterion,
+    CriterionKind,
+    EventKind,
+    GateReview,
+    GateRole,
+    Outcome,
+    QuorumPolicy,
+    ReviewEvent,
+    ReviewState,
+)
 from gates.selectors import CriterionStatus, review_checklist
+from programs.models import MilestoneStatus, RiskTier
+from programs.stages import Stage
 
 
 def _person(user: User | None) -> dict[str, Any] | None:
@@ -173,3 +192,73 @@ def evidence_pack(*, review: GateReview) -> dict[str, Any]:
             "json": reverse("gates:evidence-pack-json", args=[review.pk]),
         },
     }
+
+
+# --- the pack as people read it ----------------------------------------------------------------
+
+HUMAN_TIME = "j M Y, H:i T"  # e.g. "26 Nov 2026, 09:15 CET"
+
+
+def _local(value: str | None) -> str | None:
+    if not value:
+        return value
+    return dateformat.format(timezone.localtime(dt.datetime.fromisoformat(value)), HUMAN_TIME)
+
+
+def _labeller(choices: type[models.TextChoices]) -> Callable[[str | None], str | None]:
+    labels = dict(choices.choices)
+    return lambda code: labels.get(code, code) if code else code
+
+
+_stage = _labeller(Stage)
+_role = _labeller(GateRole)
+_outcome = _labeller(Outcome)
+
+
+def _relabel(row: dict[str, Any], **fields: Callable[[Any], Any]) -> None:
+    for name, convert in fields.items():
+        if name in row:
+            row[name] = convert(row[name])
+
+
+def pack_for_people(pack: dict[str, Any], *, review: GateReview) -> dict[str, Any]:
+    """A copy of ``pack`` for the HTML page: each code as its label (stages, roles, states,
+    outcomes, kinds), the business unit by name, and every timestamp in the local time zone."""
+    shown = copy.deepcopy(pack)
+    shown["generated_at"] = _local(shown["generated_at"])
+    _relabel(
+        shown["initiative"],
+        stage=_stage,
+        risk_tier=_labeller(RiskTier),
+        business_unit=lambda _code: str(review.initiative.business_unit.name),
+    )
+    _relabel(
+        shown["review"],
+        from_stage=_stage,
+        to_stage=_stage,
+        risk_tier=_labeller(RiskTier),
+        state=_labeller(ReviewState),
+        outcome=_outcome,
+        quorum_policy=_labeller(QuorumPolicy),
+        created_at=_local,
+        submitted_at=_local,
+        decided_at=_local,
+    )
+    for entry in [*shown["criteria"], *shown["criteria_at_submission"]]:
+        _relabel(entry, kind=_labeller(CriterionKind))
+        for item in entry.get("evidence", []):
+            _relabel(item, attached_at=_local)
+    for approval in shown["approvals"]:
+        _relabel(
+            approval,
+            role=_role,
+            status=_labeller(ApprovalStatus),
+            outcome=_outcome,
+            due_at=_local,
+            decided_at=_local,
+        )
+    for condition in shown["conditions"]:
+        _relabel(condition, due_at=_local, milestone_status=_labeller(MilestoneStatus))
+    for event in shown["events"]:
+        _relabel(event, kind=_labeller(EventKind), at=_local)
+    return shown

@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from gatekeeper.types import User
-from gates.criteria import run_check
+from gates.criteria import describe_check, run_check
 from gates.models import (
     Approval,
     ApprovalStatus,
@@ -66,10 +66,16 @@ class CriterionStatus:
     satisfied: bool
     reasons: list[str] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
+    # What an automatic check looked at, for the people deciding (only with ``with_details``).
+    details: list[str] = field(default_factory=list)
 
 
-def review_checklist(*, review: GateReview) -> list[CriterionStatus]:
-    """Every criterion that applies to the review, evaluated now (automatic ones from live data)."""
+def review_checklist(*, review: GateReview, with_details: bool = False) -> list[CriterionStatus]:
+    """Every criterion that applies to the review, evaluated now (automatic ones from live data).
+
+    ``with_details`` adds what each automatic check looked at (one more query per check), for
+    pages where a person decides; services leave it off.
+    """
     initiative = review.initiative
     criteria = template_criteria(review.template, review.effective_risk_tier)
     by_criterion: dict[int, list[Evidence]] = defaultdict(list)
@@ -79,7 +85,8 @@ def review_checklist(*, review: GateReview) -> list[CriterionStatus]:
     for criterion in criteria:
         if criterion.kind == CriterionKind.AUTOMATIC:
             reasons = run_check(criterion.check_name, initiative)
-            result.append(CriterionStatus(criterion, not reasons, reasons))
+            details = describe_check(criterion.check_name, initiative) if with_details else []
+            result.append(CriterionStatus(criterion, not reasons, reasons, details=details))
         else:
             items = by_criterion.get(criterion.pk, [])
             reasons = [] if items else [f"evidence needed: {criterion.text}"]
@@ -215,6 +222,41 @@ def approvals_inbox(*, user: User, day: dt.date | None = None) -> QuerySet[Appro
     )
 
 
+@dataclass(frozen=True)
+class InboxSummary:
+    waiting: int
+    overdue: int
+
+
+def approvals_inbox_summary(*, user: User, now: dt.datetime | None = None) -> InboxSummary:
+    """How many approvals wait for ``user`` and how many of them are past due (one query)."""
+    now = now or timezone.now()
+    counts = (
+        approvals_inbox(user=user)
+        .order_by()
+        .aggregate(waiting=Count("pk"), overdue=Count("pk", filter=Q(due_at__lt=now)))
+    )
+    return InboxSummary(waiting=counts["waiting"] or 0, overdue=counts["overdue"] or 0)
+
+
+def approvals_decided_by(*, user: User) -> QuerySet[Approval]:
+    """Approvals ``user`` decided (as the approver or as a deputy), the latest first."""
+    if not user.is_authenticated:
+        return Approval.objects.none()
+    return (
+        Approval.objects.filter(decided_by_id=user.pk)
+        .select_related(
+            "approver",
+            "decided_by",
+            "review__gate",
+            "review__template",
+            "review__initiative__business_unit",
+            "review__submitted_by",
+        )
+        .order_by("-decided_at", "-id")
+    )
+
+
 def reviews_visible_to(*, user: User) -> QuerySet[GateReview]:
     qs = GateReview.objects.select_related(
         "initiative", "initiative__business_unit", "gate", "template", "submitted_by"
@@ -244,6 +286,20 @@ def delegations_visible_to(*, user: User) -> QuerySet[Delegation]:
     return qs.filter(Q(principal=user) | Q(deputy=user))
 
 
+def may_receive_approvals(*, user: User) -> bool:
+    """Whether approvals can come to ``user``: a member of the approver or PMO groups, a holder
+    of a gate role, a business owner, or anyone who was ever asked to approve."""
+    if not user.is_authenticated:
+        return False
+    return bool(
+        user.is_superuser
+        or user.groups.filter(name__in=[APPROVERS, PMO]).exists()
+        or GateApprover.objects.filter(user_id=user.pk).exists()
+        or Initiative.objects.filter(business_owner_id=user.pk).exists()
+        or Approval.objects.filter(approver_id=user.pk).exists()
+    )
+
+
 def gate_approver_holding(
     *, role: str | None, business_unit: BusinessUnit | None
 ) -> GateApprover | None:
@@ -260,6 +316,17 @@ def condition_owner_candidates() -> QuerySet[User]:
         .exclude(groups__name=INTEGRATIONS)
         .order_by("username")
     )
+
+
+def initiatives_user_may_review(*, user: User) -> QuerySet[Initiative]:
+    """Initiatives ``user`` may open and submit gate reviews for: every one for PMO and
+    superusers, otherwise those they own, sponsor or lead (the ``gates.open_review`` rule)."""
+    qs = Initiative.objects.select_related("business_unit", "business_owner")
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_superuser or user.groups.filter(name=PMO).exists():
+        return qs
+    return qs.filter(Q(business_owner=user) | Q(sponsor=user) | Q(delivery_lead=user))
 
 
 def review_approvals(*, review: GateReview) -> QuerySet[Approval]:

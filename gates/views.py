@@ -8,7 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from gates.evidence_pack import evidence_pack, review_for_pack
+from gates.evidence_pack import evidence_pack, pack_for_people, review_for_pack
 from gates.models import GateReview
 
 
@@ -39,4 +39,5 @@ def evidence_pack_html(request: HttpRequest, review_id: int) -> HttpResponse:
     review = _review(request, review_id)
     if isinstance(review, HttpResponse):
         return review
-    return render(request, "gates/evidence_pack.html", {"pack": evidence_pack(review=review)})
+    pack = pack_for_people(evidence_pack(review=review), review=review)
+    return render(request, "gates/evidence_pack.html", {"pack": pack})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 
 from gates import services
 from gates.models import Approval, ApprovalStatus, GateRole, ReviewState
@@ -63,3 +66,69 @@ def test_inbox_lists_only_what_the_user_may_decide(live_server, page, login, g1_
     approval = Approval.objects.filter(review=g1_review).first()
     response = page.goto(f"{live_server.url}/admin/gates/approvalinbox/{approval.pk}/decide/")
     assert response.status == 404
+
+
+# Screenshots of the pages a business owner sees, refreshed on every run (var/ is git-ignored).
+SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _approve(page, comment: str) -> str:
+    page.check("input[name=decision][value=approve]")
+    page.fill("textarea[name=comment]", comment)
+    page.click("#content input[type=submit], #content button[type=submit]")
+    page.wait_for_selector(".messagelist")
+    return " ".join(page.inner_text(".messagelist").split())
+
+
+def test_owner_sees_what_waits_approves_and_is_told_the_gate_waits_for_the_pmo(
+    live_server, page, login, g1_review
+):
+    key = g1_review.initiative.key
+    login("fiona")
+    page.goto(f"{live_server.url}/admin/")
+    box = page.inner_text("#approvals-waiting")
+    assert "1 approval waits for you" in box
+    _shot(page, "home")
+
+    page.click("#approvals-waiting a.button")
+    page.wait_for_selector("#result_list")
+    assert key in page.inner_text("#result_list")
+    _shot(page, "inbox")
+
+    page.click("a.button:has-text('Decide')")
+    page.wait_for_selector("#initiative-link")
+    assert "Business owner fiona" in page.inner_text("#content")  # what the check looked at
+    _shot(page, "decide")
+    message = _approve(page, "Owner: we run the pilot in AP")
+    assert "the G1 gate still waits for the PMO approver (1 of 2 approved)" in message
+    assert "Nothing waits for your decision." in page.inner_text("#content")
+
+    page.context.clear_cookies()
+    login("priya")
+    page.goto(f"{live_server.url}/admin/")
+    assert "1 approval waits for you" in page.inner_text("#approvals-waiting")
+    page.goto(f"{live_server.url}/admin/gates/approvalinbox/")
+    page.click("a.button:has-text('Decide')")
+    message = _approve(page, "PMO: scope and exit criteria fine")
+    assert f"G1 approved: {key} moved to Pilot." in message
+    g1_review.initiative.refresh_from_db()
+    assert g1_review.initiative.stage == Stage.PILOT
+
+
+def test_someone_with_nothing_to_do_sees_no_add_buttons(live_server, page, login, g1_review):
+    UserFactory(username="idle", is_staff=True)
+    login("idle")
+    page.goto(f"{live_server.url}/admin/")
+    assert "Nothing waits for your decision." in page.inner_text("#approvals-waiting")
+    # Neither on the home page nor in the side navigation, nor above the lists.
+    assert page.locator("div.app-gates a.addlink").count() == 0
+    page.goto(f"{live_server.url}/admin/gates/gatereview/")
+    assert page.locator("#content a.addlink, div.app-gates a.addlink").count() == 0
+    assert "No gate review concerns you yet." in page.inner_text("#content")
+    page.goto(f"{live_server.url}/admin/gates/delegation/")
+    assert page.locator("#content a.addlink, div.app-gates a.addlink").count() == 0
