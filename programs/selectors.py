@@ -7,18 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from programs.guards import Guard
 from programs.models import (
     Initiative,
     MetricReading,
     Milestone,
+    MilestoneStatus,
     StageTransition,
     SuccessMetric,
 )
 from programs.ports import stage_budget
 from programs.roles import PMO
-from programs.stages import ACTIVE_STAGES
+from programs.stages import ACTIVE_STAGES, GATE_INTO, Stage
 
 
 def _sees_everything(user: Any) -> bool:
@@ -147,3 +149,71 @@ def transitions_for(*, initiative: Initiative, user: Any) -> list[TransitionOpti
             reasons.insert(0, f"you may not {name.replace('_', ' ')} {initiative.key}")
         options.append(TransitionOption(name, target or "", permitted, reasons))
     return options
+
+
+# --- the initiative page ---------------------------------------------------------------------
+
+
+def _days(n: int) -> str:
+    return f"{n} day{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class StageClock:
+    """How long the initiative has been in its stage against the time its gate allows."""
+
+    stage: str  # the stage whose clock runs (the one held from, while on hold)
+    days_in_stage: int
+    budget_days: int | None  # None: the stage has no expected maximum
+    summary: str  # "stalls in 12 days", "stalled 9 days ago"
+    stalled: bool
+
+
+def stage_clock(initiative: Initiative) -> StageClock | None:
+    """The stage clock of the initiative page, read from the stored stall deadline the sweep
+    uses; None for a closed initiative. On hold the clock of the held stage stands still."""
+    paused = initiative.stage == Stage.ON_HOLD
+    stage = initiative.held_from if paused else initiative.stage
+    entered = initiative.held_stage_entered_at if paused else initiative.stage_entered_at
+    stall_at = initiative.held_stall_at if paused else initiative.stall_at
+    if entered is None or stage not in (*ACTIVE_STAGES, Stage.OPERATIONS):
+        return None
+    until = initiative.stage_entered_at if paused else timezone.now()
+    in_stage = (until - entered).days
+    if stall_at is None:
+        return StageClock(stage, in_stage, None, "no expected maximum for this stage", False)
+    left = (stall_at - until).days
+    summary = f"stalls in {_days(left)}" if left >= 0 else f"stalled {_days(-left)} ago"
+    if paused:
+        summary = f"clock paused while on hold: {_days(max(left, 0))} left"
+    return StageClock(stage, in_stage, (stall_at - entered).days, summary, left < 0)
+
+
+_DIAGRAM_PATH = (*ACTIVE_STAGES, Stage.OPERATIONS, Stage.RETIRED)
+
+
+def lifecycle_steps(initiative: Initiative) -> list[dict[str, Any]]:
+    """The lifecycle diagram: each stage of the path (done, current or to come, with the gate
+    into it), then the two ways off it, on hold and cancelled."""
+    reached = {Stage.PROPOSED, *initiative.transitions.values_list("to_stage", flat=True)}
+    steps = []
+    for stage in _DIAGRAM_PATH:
+        state = "current" if stage == initiative.stage else "done" if stage in reached else "todo"
+        steps.append(
+            {
+                "label": Stage(stage).label,
+                "state": state,
+                "gate": GATE_INTO.get(stage, ""),
+                "side": False,
+            }
+        )
+    for stage in (Stage.ON_HOLD, Stage.CANCELLED):
+        state = "current" if stage == initiative.stage else "done" if stage in reached else "todo"
+        steps.append({"label": Stage(stage).label, "state": state, "gate": "", "side": True})
+    return steps
+
+
+def milestones_overdue_count(initiative: Initiative) -> int:
+    return initiative.milestones.filter(
+        status=MilestoneStatus.OPEN, due_at__lt=timezone.now()
+    ).count()
