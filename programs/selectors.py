@@ -182,11 +182,13 @@ def stage_clock(initiative: Initiative) -> StageClock | None:
     in_stage = (until - entered).days
     if stall_at is None:
         return StageClock(stage, in_stage, None, "no expected maximum for this stage", False)
-    left = (stall_at - until).days
-    summary = f"stalls in {_days(left)}" if left >= 0 else f"stalled {_days(-left)} ago"
+    stalled = stall_at <= until
+    # Whole days, rounded towards zero either side of the deadline.
+    days = (until - stall_at).days if stalled else (stall_at - until).days
+    summary = f"stalled {_days(days)} ago" if stalled else f"stalls in {_days(days)}"
     if paused:
-        summary = f"clock paused while on hold: {_days(max(left, 0))} left"
-    return StageClock(stage, in_stage, (stall_at - entered).days, summary, left < 0)
+        summary = f"clock paused while on hold: {_days(0 if stalled else days)} left"
+    return StageClock(stage, in_stage, (stall_at - entered).days, summary, stalled)
 
 
 _DIAGRAM_PATH = (*ACTIVE_STAGES, Stage.OPERATIONS, Stage.RETIRED)
