@@ -11,6 +11,7 @@ from programs.models import SuccessMetric
 from programs.services.metrics import metric_values_check
 
 _TARGETS = ("baseline", "target")
+_DEFINITION = ("name", "unit", "direction", *_TARGETS)
 
 
 class ReasonForm(forms.Form):
@@ -31,7 +32,7 @@ class SuccessMetricForm(forms.ModelForm):
 
     class Meta:
         model = SuccessMetric
-        fields = ("name", "unit", "direction", "baseline", "target")
+        fields = _DEFINITION
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -53,6 +54,6 @@ class SuccessMetricForm(forms.ModelForm):
 
     def changes(self) -> dict[str, Any]:
         """What the user changed, for metric_add/metric_update; a ticked clear is a change."""
-        names = {n for n in self.changed_data if n in self.Meta.fields}
+        names = {n for n in self.changed_data if n in _DEFINITION}
         names |= {n for n in _TARGETS if self.cleaned_data.get(f"clear_{n}")}
         return {name: self.cleaned_data.get(name) for name in sorted(names)}
