@@ -170,14 +170,23 @@ class StageClock:
 
 
 def stage_clock(initiative: Initiative) -> StageClock | None:
-    """The stage clock of the initiative page, read from the stored stall deadline the sweep
-    uses; None for a closed initiative. On hold the clock of the held stage stands still."""
+    """The stage clock of the initiative page; None for a closed initiative. On hold the clock
+    of the held stage stands still. The deadline is the stored one while the stall sweep has
+    not reported it yet (it clears it when it does), else worked out again the same way."""
     paused = initiative.stage == Stage.ON_HOLD
     stage = initiative.held_from if paused else initiative.stage
     entered = initiative.held_stage_entered_at if paused else initiative.stage_entered_at
     stall_at = initiative.held_stall_at if paused else initiative.stall_at
     if entered is None or stage not in (*ACTIVE_STAGES, Stage.OPERATIONS):
         return None
+    if stall_at is None:
+        opened_by = (
+            initiative.transitions.filter(to_stage=stage)
+            .order_by("-created_at", "-id")
+            .values_list("gate_review_id", flat=True)
+            .first()
+        )
+        stall_at = stall_deadline(stage, entered, opened_by)
     until = initiative.stage_entered_at if paused else timezone.now()
     in_stage = (until - entered).days
     if stall_at is None:

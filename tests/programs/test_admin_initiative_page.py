@@ -78,6 +78,20 @@ def test_time_in_stage_is_shown_against_the_gates_expected_maximum(client, owner
     assert says in page.content.decode()
 
 
+def test_a_stall_already_reported_still_shows_how_long_ago(client, owner):
+    initiative = InitiativeFactory(business_owner=owner)
+    # The stall sweep clears the stored deadline once it has told people; the pilot's budget
+    # (G1's expected 90 days) still says when it ran out.
+    _move(
+        initiative,
+        stage=Stage.PILOT,
+        stage_entered_at=timezone.now() - dt.timedelta(days=100, hours=1),
+        stall_at=None,
+    )
+    clock = _page(client, initiative).context["initiative_page"]["clock"]
+    assert (clock.budget_days, clock.summary, clock.stalled) == (90, "stalled 10 days ago", True)
+
+
 def test_on_hold_the_clock_of_the_held_stage_stands_still(client, owner):
     initiative = InitiativeFactory(business_owner=owner)
     now = timezone.now()
