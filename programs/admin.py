@@ -165,7 +165,13 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/programs/initiative/change_form.html"
 
     def render_change_form(
-        self, request: Any, context: dict[str, Any], *args: Any, obj: Any = None, **kwargs: Any
+        self,
+        request: Any,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
     ) -> Any:
         if obj is not None and obj.pk is not None:
             context["initiative_page"] = {
@@ -174,7 +180,7 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
                 "overdue": selectors.milestones_overdue_count(obj),
                 "gate": ports.gate_panel(obj),
             }
-        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Next moves")
     def next_moves(self, obj: Initiative) -> str:

@@ -286,7 +286,9 @@ _PATH: list[str] = [P, PI, IN, HA, OP]
 def _path_of(stage: str, days: int) -> tuple[tuple[str, int], ...]:
     """The path of one of the hand-written INITIATIVES: the stages that led to ``stage``
     (entered ``days`` ago), spread evenly over the year before."""
-    reached = {Stage.ON_HOLD: IN, Stage.CANCELLED: PI, Stage.RETIRED: OP}.get(stage)
+    reached: str | None = {Stage.ON_HOLD: IN, Stage.CANCELLED: PI, Stage.RETIRED: OP}.get(
+        Stage(stage)
+    )
     stages = [*_PATH[: _PATH.index(reached or stage) + 1], *([stage] if reached else [])]
     gap = max(5, min(45, (360 - days) // max(len(stages) - 1, 1)))
     return tuple((s, days + gap * (len(stages) - 1 - i)) for i, s in enumerate(stages))

@@ -35,7 +35,7 @@ class SuccessMetricForm(forms.ModelForm):
         fields = _DEFINITION
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         for name in _TARGETS:
             had = getattr(self.instance, name) if self.instance.pk else None
             if data.get(f"clear_{name}"):
