@@ -15,7 +15,14 @@ from django.urls import reverse
 
 from gates import selectors
 from gates.criteria import run_check
-from gates.models import OPEN_REVIEW_STATES, CriterionKind, GateReview, GateTemplate, ReviewState
+from gates.models import (
+    OPEN_REVIEW_STATES,
+    Criterion,
+    CriterionKind,
+    GateReview,
+    GateTemplate,
+    ReviewState,
+)
 from gates.quorum import quorum
 from programs.models import MilestoneStatus
 from programs.ports import ChecklistLine, EvidenceLine, GatePanel, GateVerdict, ReviewLine
@@ -104,6 +111,15 @@ def _review_line(review: GateReview) -> ReviewLine:
     )
 
 
+def _status_without_review(
+    criterion: Criterion, initiative: Initiative
+) -> selectors.CriterionStatus:
+    if criterion.kind != CriterionKind.AUTOMATIC:
+        return selectors.CriterionStatus(criterion, False, ["no review open to attach it to"])
+    reasons = run_check(criterion.check_name, initiative)
+    return selectors.CriterionStatus(criterion, not reasons, reasons)
+
+
 def gate_panel(initiative: Initiative) -> GatePanel:
     """The initiative page's gate panel: the checklist of the gate out of the current stage (of
     its open or latest review, else of the current template, checked live) and every review."""
@@ -124,11 +140,8 @@ def gate_panel(initiative: Initiative) -> GatePanel:
     else:
         template = selectors.gate_template_current(gate=gate)
         statuses = [
-            selectors.CriterionStatus(c, not reasons, reasons)
-            if c.kind == CriterionKind.AUTOMATIC
-            else selectors.CriterionStatus(c, False, ["no review open to attach evidence to"])
+            _status_without_review(c, initiative)
             for c in selectors.template_criteria(template, initiative.risk_tier)
-            for reasons in [run_check(c.check_name, initiative) if c.check_name else []]
         ]
     checklist = [
         ChecklistLine(
