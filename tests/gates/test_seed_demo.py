@@ -38,9 +38,10 @@ def test_seed_demo_covers_every_stage_and_has_work_for_the_sweeps():
     # Overdue milestones, overdue approvals and stalled initiatives are waiting for beat.
     assert sweeps.sweep_overdue_milestones() > 0
     assert sweeps.sweep_stalled_initiatives() > 0
-    assert gate_sweeps.sweep_approval_deadlines() == Approval.objects.filter(
-        review__in=submitted
-    ).count()
+    assert (
+        gate_sweeps.sweep_approval_deadlines()
+        == Approval.objects.filter(review__in=submitted).count()
+    )
 
 
 def test_finance_owner_has_an_approval_waiting():
