@@ -11,11 +11,21 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.urls import reverse
 
-from gates.models import GateReview, GateTemplate, ReviewState
+from gates import selectors
+from gates.criteria import run_check
+from gates.models import (
+    OPEN_REVIEW_STATES,
+    Criterion,
+    CriterionKind,
+    GateReview,
+    GateTemplate,
+    ReviewState,
+)
 from gates.quorum import quorum
 from programs.models import MilestoneStatus
-from programs.ports import GateVerdict
+from programs.ports import ChecklistLine, EvidenceLine, GatePanel, GateVerdict, ReviewLine
 from programs.stages import GATE_INTO, Stage
 
 if TYPE_CHECKING:
@@ -87,3 +97,67 @@ def stage_budget(stage: str, gate_review_id: int | None = None) -> dt.timedelta 
     if template is None or template.expected_stage_days is None:
         return None
     return dt.timedelta(days=template.expected_stage_days)
+
+
+def _review_line(review: GateReview) -> ReviewLine:
+    return ReviewLine(
+        label=f"{review.gate.code} review #{review.pk}",
+        state=review.get_state_display(),
+        outcome=review.get_outcome_display() if review.outcome else "",
+        opened_at=review.created_at,
+        decided_at=review.decided_at,
+        summary=review.decision_summary or review.closed_reason,
+        url=reverse("admin:gates_gatereview_change", args=[review.pk]),
+    )
+
+
+def _status_without_review(
+    criterion: Criterion, initiative: Initiative
+) -> selectors.CriterionStatus:
+    if criterion.kind != CriterionKind.AUTOMATIC:
+        return selectors.CriterionStatus(criterion, False, ["no review open to attach it to"])
+    reasons = run_check(criterion.check_name, initiative)
+    return selectors.CriterionStatus(criterion, not reasons, reasons)
+
+
+def gate_panel(initiative: Initiative) -> GatePanel:
+    """The initiative page's gate panel: the checklist of the gate out of the current stage (of
+    its open or latest review, else of the current template, checked live) and every review."""
+    reviews = list(
+        GateReview.objects.filter(initiative_id=initiative.pk)
+        .select_related("gate", "template", "initiative")
+        .order_by("-created_at", "-id")
+    )
+    gate = selectors.gate_out_of(initiative.held_from or initiative.stage)
+    if gate is None:
+        return GatePanel("", None, [], [_review_line(r) for r in reviews])
+    of_gate = [r for r in reviews if r.gate_id == gate.pk]
+    review = next((r for r in of_gate if r.state in OPEN_REVIEW_STATES), None) or next(
+        iter(of_gate), None
+    )
+    if review is not None:
+        statuses = selectors.review_checklist(review=review)
+    else:
+        template = selectors.gate_template_current(gate=gate)
+        statuses = [
+            _status_without_review(c, initiative)
+            for c in selectors.template_criteria(template, initiative.risk_tier)
+        ]
+    checklist = [
+        ChecklistLine(
+            text=s.criterion.text,
+            required=s.criterion.required,
+            met=s.satisfied,
+            reasons=s.reasons,
+            evidence=[
+                EvidenceLine(e.note, e.url, str(e.attached_by), e.attached_at) for e in s.evidence
+            ],
+        )
+        for s in statuses
+    ]
+    return GatePanel(
+        f"{gate.code} {gate.name}",
+        _review_line(review) if review is not None else None,
+        checklist,
+        [_review_line(r) for r in reviews],
+    )

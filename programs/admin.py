@@ -14,6 +14,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django_fsm.admin import FSMAdminMixin
 
@@ -25,8 +27,8 @@ from gatekeeper.admin_utils import (
 )
 from gatekeeper.errors import DomainError
 from gatekeeper.types import signed_in_user
-from programs import selectors, services
-from programs.forms import ReasonForm, RequiredReasonForm
+from programs import ports, selectors, services
+from programs.forms import ReasonForm, RequiredReasonForm, SuccessMetricForm
 from programs.models import (
     BusinessUnit,
     ExternalReference,
@@ -63,9 +65,20 @@ _LABELS = {
 
 class SuccessMetricInline(admin.TabularInline):
     model = SuccessMetric
+    form = SuccessMetricForm
     extra = 0
     can_delete = False  # a metric the gates judged stays on record
-    fields = ("name", "unit", "direction", "baseline", "target", "current_value", "measured_at")
+    fields = (
+        "name",
+        "unit",
+        "direction",
+        "baseline",
+        "clear_baseline",
+        "target",
+        "clear_target",
+        "current_value",
+        "measured_at",
+    )
     readonly_fields = ("current_value", "measured_at")
 
 
@@ -73,15 +86,48 @@ class MilestoneInline(ReadOnlyInline):
     """Read-only here: milestones are added and changed on their own page, through services."""
 
     model = Milestone
-    fields = ("stage", "title", "owner", "due_at", "status", "completed_at", "is_gate_condition")
+    fields = ("stage", "title", "owner", "due", "status", "completed_at", "is_gate_condition")
     readonly_fields = fields
     show_change_link = True
+
+    @admin.display(description="Due")
+    def due(self, obj: Milestone) -> str:
+        day = f"{timezone.localtime(obj.due_at):%Y-%m-%d}"
+        if not obj.is_overdue(timezone.now()):
+            return day
+        late = (timezone.now() - obj.due_at).days
+        return format_html('<span class="gk-overdue">{} (overdue {} d)</span>', day, late)
+
+
+def _review_link(review_id: int | None) -> str:
+    """A link to the gate review's admin page; programs knows the review only by its id."""
+    if review_id is None:
+        return "-"
+    try:
+        url = reverse("admin:gates_gatereview_change", args=[review_id])
+    except NoReverseMatch:  # gates not installed
+        return f"review #{review_id}"
+    return format_html('<a href="{}">review #{}</a>', url, review_id)
 
 
 class StageTransitionInline(ReadOnlyInline):
     model = StageTransition
-    fields = ("created_at", "from_stage", "to_stage", "actor", "reason", "gate_review_id")
+    verbose_name = "stage move"
+    verbose_name_plural = "history of stage moves"
+    fields = ("when", "actor", "move", "reason", "review")
     readonly_fields = fields
+
+    @admin.display(description="When")
+    def when(self, obj: StageTransition) -> str:
+        return f"{timezone.localtime(obj.created_at):%Y-%m-%d %H:%M}"
+
+    @admin.display(description="From → to")
+    def move(self, obj: StageTransition) -> str:
+        return f"{obj.get_from_stage_display()} → {obj.get_to_stage_display()}"
+
+    @admin.display(description="Gate review")
+    def review(self, obj: StageTransition) -> str:
+        return _review_link(obj.gate_review_id)
 
 
 @admin.register(Initiative)
@@ -108,11 +154,33 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
         "next_moves",
         "held_from",
         "stage_entered_at",
+        "stall_at",
+        "held_stage_entered_at",
+        "held_stall_at",
         "created_by",
         "created_at",
         "updated_at",
     )
     inlines = [SuccessMetricInline, MilestoneInline, StageTransitionInline]
+    change_form_template = "admin/programs/initiative/change_form.html"
+
+    def render_change_form(
+        self,
+        request: Any,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        if obj is not None and obj.pk is not None:
+            context["initiative_page"] = {
+                "steps": selectors.lifecycle_steps(obj),
+                "clock": selectors.stage_clock(obj),
+                "overdue": selectors.milestones_overdue_count(obj),
+                "gate": ports.gate_panel(obj),
+            }
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Next moves")
     def next_moves(self, obj: Initiative) -> str:
@@ -174,17 +242,15 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
                 if created is not None:
                     formset.new_objects.append(created)
             else:
-                changed = [n for n in inline_form.changed_data if n in data]
+                changes = inline_form.changes()
                 metric = self.run_service(
                     request,
-                    lambda form=inline_form, changed=changed, data=data: services.metric_update(
-                        metric=form.instance,
-                        actor=signed_in_user(request),
-                        changes={n: data[n] for n in changed},
+                    lambda form=inline_form, changes=changes: services.metric_update(
+                        metric=form.instance, actor=signed_in_user(request), changes=changes
                     ),
                 )
                 if metric is not None:
-                    formset.changed_objects.append((metric, changed))
+                    formset.changed_objects.append((metric, list(changes)))
 
     def get_readonly_fields(self, request: http.HttpRequest, obj: Any = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))

@@ -87,3 +87,55 @@ def register_stage_listener(listener: StageListener) -> None:
 def notify_stage_change(initiative: Initiative, from_stage: str, to_stage: str) -> None:
     for listener in list(_stage_listeners):
         listener(initiative, from_stage, to_stage)
+
+
+# --- the next gate, shown on the initiative page -------------------------------------------------
+# The initiative page shows the checklist of the gate out of the current stage and the initiative's
+# gate reviews; gates knows both, so it registers a source. Unregistered, the page shows none.
+@dataclass(frozen=True)
+class EvidenceLine:
+    text: str
+    url: str
+    by: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ChecklistLine:
+    text: str
+    required: bool
+    met: bool
+    reasons: list[str] = field(default_factory=list)
+    evidence: list[EvidenceLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReviewLine:
+    label: str  # "G2 review #7"
+    state: str
+    outcome: str
+    opened_at: dt.datetime
+    decided_at: dt.datetime | None
+    summary: str
+    url: str
+
+
+@dataclass(frozen=True)
+class GatePanel:
+    gate: str  # "G2 Pilot to integration"; blank when no gate leads out of the stage
+    review: ReviewLine | None  # the review the checklist is of; None: no review opened yet
+    checklist: list[ChecklistLine]
+    reviews: list[ReviewLine]  # every review of the initiative, newest first
+
+
+GatePanelSource = Callable[["Initiative"], "GatePanel | None"]
+_gate_panel: GatePanelSource = lambda initiative: None  # noqa: E731
+
+
+def register_gate_panel(source: GatePanelSource | None) -> None:
+    global _gate_panel
+    _gate_panel = source if source is not None else (lambda initiative: None)
+
+
+def gate_panel(initiative: Initiative) -> GatePanel | None:
+    return _gate_panel(initiative)

@@ -7,18 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from programs.guards import Guard
 from programs.models import (
     Initiative,
     MetricReading,
     Milestone,
+    MilestoneStatus,
     StageTransition,
     SuccessMetric,
 )
 from programs.ports import stage_budget
 from programs.roles import INTEGRATIONS, PMO
-from programs.stages import ACTIVE_STAGES
+from programs.stages import ACTIVE_STAGES, GATE_INTO, Stage
 
 
 def _sees_everything(user: Any) -> bool:
@@ -163,3 +165,82 @@ def transitions_for(*, initiative: Initiative, user: Any) -> list[TransitionOpti
             reasons.insert(0, f"you may not {name.replace('_', ' ')} {initiative.key}")
         options.append(TransitionOption(name, target or "", permitted, reasons))
     return options
+
+
+# --- the initiative page ---------------------------------------------------------------------
+
+
+def _days(n: int) -> str:
+    return f"{n} day{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class StageClock:
+    """How long the initiative has been in its stage against the time its gate allows."""
+
+    stage: str  # the stage whose clock runs (the one held from, while on hold)
+    days_in_stage: int
+    budget_days: int | None  # None: the stage has no expected maximum
+    summary: str  # "stalls in 12 days", "stalled 9 days ago"
+    stalled: bool
+
+
+def stage_clock(initiative: Initiative) -> StageClock | None:
+    """The stage clock of the initiative page; None for a closed initiative. On hold the clock
+    of the held stage stands still. The deadline is the stored one while the stall sweep has
+    not reported it yet (it clears it when it does), else worked out again the same way."""
+    paused = initiative.stage == Stage.ON_HOLD
+    stage = initiative.held_from if paused else initiative.stage
+    entered = initiative.held_stage_entered_at if paused else initiative.stage_entered_at
+    stall_at = initiative.held_stall_at if paused else initiative.stall_at
+    if entered is None or stage not in (*ACTIVE_STAGES, Stage.OPERATIONS):
+        return None
+    if stall_at is None:
+        opened_by = (
+            initiative.transitions.filter(to_stage=stage)
+            .order_by("-created_at", "-id")
+            .values_list("gate_review_id", flat=True)
+            .first()
+        )
+        stall_at = stall_deadline(stage, entered, opened_by)
+    until = initiative.stage_entered_at if paused else timezone.now()
+    in_stage = (until - entered).days
+    if stall_at is None:
+        return StageClock(stage, in_stage, None, "no expected maximum for this stage", False)
+    stalled = stall_at <= until
+    # Whole days, rounded towards zero either side of the deadline.
+    days = (until - stall_at).days if stalled else (stall_at - until).days
+    summary = f"stalled {_days(days)} ago" if stalled else f"stalls in {_days(days)}"
+    if paused:
+        summary = f"clock paused while on hold: {_days(0 if stalled else days)} left"
+    return StageClock(stage, in_stage, (stall_at - entered).days, summary, stalled)
+
+
+_DIAGRAM_PATH = (*ACTIVE_STAGES, Stage.OPERATIONS, Stage.RETIRED)
+
+
+def lifecycle_steps(initiative: Initiative) -> list[dict[str, Any]]:
+    """The lifecycle diagram: each stage of the path (done, current or to come, with the gate
+    into it), then the two ways off it, on hold and cancelled."""
+    reached = {Stage.PROPOSED, *initiative.transitions.values_list("to_stage", flat=True)}
+    steps = []
+    for stage in _DIAGRAM_PATH:
+        state = "current" if stage == initiative.stage else "done" if stage in reached else "todo"
+        steps.append(
+            {
+                "label": Stage(stage).label,
+                "state": state,
+                "gate": GATE_INTO.get(stage, ""),
+                "side": False,
+            }
+        )
+    for stage in (Stage.ON_HOLD, Stage.CANCELLED):
+        state = "current" if stage == initiative.stage else "done" if stage in reached else "todo"
+        steps.append({"label": Stage(stage).label, "state": state, "gate": "", "side": True})
+    return steps
+
+
+def milestones_overdue_count(initiative: Initiative) -> int:
+    return initiative.milestones.filter(
+        status=MilestoneStatus.OPEN, due_at__lt=timezone.now()
+    ).count()

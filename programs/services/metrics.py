@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -28,6 +29,28 @@ def _check_direction(direction: str) -> None:
         )
 
 
+# Units whose values are shares of a whole. Judged here, so the admin and the API agree.
+_PERCENT_WORDS = frozenset({"percent", "percentage", "pct"})
+
+
+def _is_percentage(unit: str) -> bool:
+    words = unit.strip().lower().split()
+    return unit.strip().startswith("%") or bool(words and words[0] in _PERCENT_WORDS)
+
+
+def metric_values_check(*, unit: str, values: dict[str, Decimal | None]) -> None:
+    """Refuse values ``unit`` cannot hold: a percentage lies between 0 and 100."""
+    if not _is_percentage(unit):
+        return
+    wrong = {
+        name: ["a percentage lies between 0 and 100"]
+        for name, value in values.items()
+        if value is not None and not Decimal(0) <= value <= Decimal(100)
+    }
+    if wrong:
+        raise ValidationFailed(f"{unit!r} is a percentage: 0 to 100.", errors=wrong)
+
+
 def metric_add(
     *,
     initiative: Initiative,
@@ -41,6 +64,11 @@ def metric_add(
     if not name.strip():
         raise ValidationFailed("A metric needs a name.", errors={"name": ["required"]})
     _check_direction(direction)
+    numbers = {
+        "baseline": parse_decimal(baseline, "baseline"),
+        "target": parse_decimal(target, "target"),
+    }
+    metric_values_check(unit=unit, values=numbers)
     try:
         with transaction.atomic():
             locked = lock_initiative(initiative, None)
@@ -50,8 +78,7 @@ def metric_add(
                 initiative=locked,
                 name=name.strip(),
                 unit=unit,
-                baseline=parse_decimal(baseline, "baseline"),
-                target=parse_decimal(target, "target"),
+                **numbers,
                 direction=direction,
             )
     except IntegrityError as exc:
@@ -101,6 +128,9 @@ def metric_update(
             before = {name: str(getattr(locked, name)) for name in moved}
             for name, value in values.items():
                 setattr(locked, name, value)
+            metric_values_check(
+                unit=locked.unit, values={"baseline": locked.baseline, "target": locked.target}
+            )
             locked.save(update_fields=list(values))
             if moved:
                 events.metric_redefined(locked, before=before).emit()
@@ -135,6 +165,7 @@ def metric_record_value(
             .get(pk=metric.pk)
         )
         require_perm(actor, "programs.change_initiative", locked.initiative)
+        metric_values_check(unit=locked.unit, values={"value": number})
         reading = MetricReading.objects.create(
             metric=locked, value=number, measured_at=measured_at, recorded_by=actor
         )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import pytest
+from django.conf import settings
+from django.utils import timezone
 
 from programs.models import Initiative, StageTransition
 from programs.stages import Stage
-from tests.factories import InitiativeFactory, UserFactory
+from tests.factories import InitiativeFactory, MilestoneFactory, SuccessMetricFactory, UserFactory
 from tests.unguarded import unguarded
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -50,3 +55,48 @@ def test_other_business_owner_cannot_open_the_initiative(live_server, page, logi
     assert initiative.key not in page.content()
     page.goto(f"{live_server.url}/admin/programs/initiative/{initiative.pk}/change/")
     assert "exist" in page.inner_text(".messagelist")  # Django: the object doesn't exist
+
+
+def test_initiative_page_shows_where_it_stands_and_what_the_next_gate_needs(
+    live_server, page, login
+):
+    initiative = _owner_initiative(stage=Stage.PROPOSED)
+    owner = initiative.business_owner
+    SuccessMetricFactory(initiative=initiative, name="Adoption", unit="%", baseline=10, target=60)
+    now = timezone.now()
+    with unguarded():
+        StageTransition.objects.create(
+            initiative=initiative,
+            transition="start_pilot",
+            from_stage=Stage.PROPOSED,
+            to_stage=Stage.PILOT,
+            actor=owner,
+            reason="G1 approved: go",
+        )
+        Initiative.objects.filter(pk=initiative.pk).update(
+            stage=Stage.PILOT,
+            stage_entered_at=now - dt.timedelta(days=99, hours=1),
+            stall_at=now - dt.timedelta(days=9, hours=1),
+        )
+    MilestoneFactory(
+        initiative=initiative,
+        title="Pilot data extract",
+        owner=owner,
+        due_at=now - dt.timedelta(days=5),
+    )
+    login("carla")
+    page.goto(f"{live_server.url}/admin/programs/initiative/{initiative.pk}/change/")
+
+    current = page.locator("#gk-lifecycle [aria-current=step]")
+    assert current.inner_text() == "Pilot"
+    assert "stalled 9 days ago" in page.inner_text("#gk-clock")
+    assert "1 overdue milestone" in page.inner_text("#gk-clock")
+    assert page.locator(".gk-overdue", has_text="overdue 5 d").is_visible()
+    gate = page.inner_text("#gk-next-gate")
+    assert "G2 Integration" in gate and "Pilot results against the metrics" in gate
+    assert "unmet" in gate
+    assert "Proposed → Pilot" in page.inner_text("#transitions-group")
+
+    shots = Path(settings.BASE_DIR) / "var" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "initiative_page.png"), full_page=True)

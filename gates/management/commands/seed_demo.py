@@ -18,7 +18,7 @@ from django.utils import timezone
 from gates import selectors, services
 from gates.models import Approval, CriterionKind, GateRole
 from programs import services as programs
-from programs.demo import DEMO_PASSWORD, PortfolioLoader
+from programs.demo import AWAITING_APPROVAL, DEMO_PASSWORD, PortfolioLoader
 from programs.models import Initiative, MilestoneStatus
 
 
@@ -70,21 +70,22 @@ class Command(BaseCommand):
         ):
             services.gate_approver_assign(actor=None, user=people[username], role=role)
 
-        # AI-009: a G1 review submitted a week ago whose approvals are now overdue, so the
-        # escalation sweep has work the first time beat runs.
-        expense = Initiative.objects.get(key="AI-009")
-        programs.initiative_assign_owner(
-            initiative=expense, actor=None, business_owner=people["finance.owner"]
-        )
-        for milestone in expense.milestones.filter(status=MilestoneStatus.OPEN):
-            programs.milestone_waive(
-                milestone=milestone, actor=None, reason="Not needed before the pilot starts"
+        # G1 reviews submitted a while ago whose approvals are now overdue, so the escalation
+        # sweep has work the first time beat runs (AI-023 has stalled waiting on them).
+        for key, owner in AWAITING_APPROVAL:
+            initiative = Initiative.objects.get(key=key)
+            programs.initiative_assign_owner(
+                initiative=initiative, actor=None, business_owner=people[owner]
             )
-        review = services.gate_review_open(initiative=expense, actor=people["ml.lead"])
-        self._attach_evidence(review, people["ml.lead"])
-        services.gate_review_submit(review=review, actor=people["ml.lead"])
-        past = timezone.now() - dt.timedelta(days=1)
-        Approval.objects.filter(review=review).update(due_at=past, remind_at=past)
+            for milestone in initiative.milestones.filter(status=MilestoneStatus.OPEN):
+                programs.milestone_waive(
+                    milestone=milestone, actor=None, reason="Not needed before the pilot starts"
+                )
+            review = services.gate_review_open(initiative=initiative, actor=people["ml.lead"])
+            self._attach_evidence(review, people["ml.lead"])
+            services.gate_review_submit(review=review, actor=people["ml.lead"])
+            past = timezone.now() - dt.timedelta(days=1)
+            Approval.objects.filter(review=review).update(due_at=past, remind_at=past)
 
         # AI-006: a draft G1 review whose checklist shows what is still missing.
         churn = Initiative.objects.get(key="AI-006")
