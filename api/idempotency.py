@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpResponse, HttpResponseBase
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from api import services
 from api.models import IdempotencyKey
@@ -124,6 +125,7 @@ class IdempotentPostMixin:
         if outcome is ClaimOutcome.CLAIMED:
             self._idempotency_claim = record
         elif outcome is ClaimOutcome.REPLAY:
+            assert record is not None
             raise _Replay(_replay(record))
         elif outcome is ClaimOutcome.MISMATCH:
             raise IdempotencyKeyReuse(
@@ -135,17 +137,18 @@ class IdempotentPostMixin:
                 f"A request with this {HEADER} is still being processed; retry shortly."
             )
 
-    def handle_exception(self, exc: Exception) -> HttpResponseBase:
+    def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, _Replay):
-            return exc.response
-        response: HttpResponseBase = super().handle_exception(exc)  # type: ignore[misc]
+            # The stored bytes, already rendered: a plain HttpResponse that DRF passes through.
+            return cast(Response, exc.response)
+        response: Response = super().handle_exception(exc)  # type: ignore[misc]
         for name, value in getattr(exc, "headers", {}).items():
             response[name] = value
         return response
 
     def finalize_response(
-        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
-    ) -> HttpResponseBase:
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
         record, self._idempotency_claim = self._idempotency_claim, None
         if record is None:
@@ -159,7 +162,7 @@ class IdempotentPostMixin:
         services.idempotency_key_complete(
             record=record,
             status_code=response.status_code,
-            body=response.content,  # type: ignore[attr-defined]
+            body=response.content,
             headers={h: response[h] for h in _STORED_HEADERS if h in response},
         )
         return response

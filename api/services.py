@@ -38,14 +38,16 @@ def idempotency_key_claim(
     method: str,
     path: str,
     now: dt.datetime | None = None,
-) -> tuple[ClaimOutcome, IdempotencyKey]:
-    """Claim ``key`` for ``owner`` by INSERT, or say why the request must not run.
+) -> tuple[ClaimOutcome, IdempotencyKey | None]:
+    """Claim ``key`` for ``owner`` by INSERT, or say why the request must not run. The record
+    comes back with every outcome but the IN_FLIGHT of a pathological race (see the end).
 
     The INSERT commits in its own transaction before the action runs (the API runs without
     ATOMIC_REQUESTS), so a concurrent request with the same key, in any process, meets the
     unique constraint and sees the claim in flight instead of running the action again.
     """
     now = now or timezone.now()
+    record: IdempotencyKey | None = None
     for _ in range(3):  # an expired row or a concurrent purge makes way for one more INSERT
         try:
             with transaction.atomic():
@@ -81,7 +83,7 @@ def idempotency_key_claim(
                 return ClaimOutcome.CLAIMED, record
         return ClaimOutcome.IN_FLIGHT, record
     # Only a pathological race (the row purged and re-created between every attempt) gets here.
-    return ClaimOutcome.IN_FLIGHT, record  # type: ignore[possibly-undefined]
+    return ClaimOutcome.IN_FLIGHT, record
 
 
 def idempotency_key_complete(
