@@ -56,7 +56,6 @@ class IdempotencyKeyReuse(DomainError):
 class IdempotencyKeyInFlight(Conflict):
     type_slug = "idempotency-key-in-flight"
     title = "Request with this Idempotency-Key in progress"
-    headers = {"Retry-After": str(IN_FLIGHT_RETRY_AFTER_SECONDS)}
 
 
 class _Replay(Exception):
@@ -142,8 +141,8 @@ class IdempotentPostMixin:
             # The stored bytes, already rendered: a plain HttpResponse that DRF passes through.
             return cast(Response, exc.response)
         response: Response = super().handle_exception(exc)  # type: ignore[misc]
-        for name, value in getattr(exc, "headers", {}).items():
-            response[name] = value
+        if isinstance(exc, IdempotencyKeyInFlight):
+            response["Retry-After"] = str(IN_FLIGHT_RETRY_AFTER_SECONDS)
         return response
 
     def finalize_response(
