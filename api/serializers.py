@@ -59,8 +59,15 @@ class Username(SafeSlugRelatedField):
         super().__init__(**kwargs)
 
 
-def _username() -> Any:
-    return Username(read_only=True)
+def _username(*, null: bool = False) -> Any:
+    # ``null`` for nullable foreign keys, so the schema admits the nulls the responses carry.
+    return Username(read_only=True, allow_null=null)
+
+
+def _blank_or(choices: Any) -> Any:
+    """A read-only choice that is blank until set: declared, because a read-only model field
+    loses ``allow_blank`` and the schema would then refuse the blank the response carries."""
+    return serializers.ChoiceField(choices=choices, allow_blank=True, read_only=True)
 
 
 class Text(serializers.CharField):
@@ -86,10 +93,11 @@ class ExternalRefSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     business_unit = serializers.SlugRelatedField(slug_field="code", read_only=True)  # type: ignore[var-annotated]
-    business_owner = _username()
-    sponsor = _username()
-    delivery_lead = _username()
+    business_owner = _username(null=True)
+    sponsor = _username(null=True)
+    delivery_lead = _username(null=True)
     external_refs = ExternalRefSerializer(many=True, read_only=True)
+    held_from = _blank_or(Stage.choices)  # set only while on hold
 
     class Meta:
         model = Initiative
@@ -116,7 +124,7 @@ class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
 
 
 class MetricReadingSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
-    recorded_by = _username()
+    recorded_by = _username(null=True)
 
     class Meta:
         model = MetricReading
@@ -148,7 +156,7 @@ class SuccessMetricSerializer(serializers.ModelSerializer):  # type: ignore[type
 class MilestoneSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     initiative = serializers.SlugRelatedField(slug_field="key", read_only=True)  # type: ignore[var-annotated]
     owner = _username()
-    completed_by = _username()
+    completed_by = _username(null=True)
 
     class Meta:
         model = Milestone
@@ -173,7 +181,7 @@ class MilestoneSerializer(serializers.ModelSerializer):  # type: ignore[type-arg
 
 class StageTransitionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     initiative = serializers.SlugRelatedField(slug_field="key", read_only=True)  # type: ignore[var-annotated]
-    actor = _username()
+    actor = _username(null=True)
 
     class Meta:
         model = StageTransition
@@ -464,7 +472,9 @@ class GateReviewSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
     initiative = serializers.SlugRelatedField(slug_field="key", read_only=True)  # type: ignore[var-annotated]
     gate = serializers.SlugRelatedField(slug_field="code", read_only=True)  # type: ignore[var-annotated]
     template_version = serializers.IntegerField(source="template.version", read_only=True)
-    submitted_by = _username()
+    submitted_by = _username(null=True)
+    outcome = _blank_or(Outcome.choices)
+    risk_tier = _blank_or(RiskTier.choices)  # frozen at submission
 
     class Meta:
         model = GateReview
@@ -539,7 +549,8 @@ class ApprovalSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     initiative = serializers.CharField(source="review.initiative.key", read_only=True)
     gate = serializers.CharField(source="review.gate.code", read_only=True)
     approver = _username()
-    decided_by = _username()
+    decided_by = _username(null=True)
+    outcome = _blank_or(Outcome.choices)
 
     class Meta:
         model = Approval

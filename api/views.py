@@ -33,6 +33,7 @@ from rest_framework.views import APIView
 
 from api import filters as api_filters
 from api import serializers as s
+from api.idempotency import IdempotentPostMixin
 from gatekeeper.errors import DomainError, PermissionDenied, TransitionRefused
 from gatekeeper.types import signed_in_user
 from gates import selectors as gates_selectors
@@ -148,8 +149,9 @@ def _filtered(filterset_class: Any, request: Request, qs: QuerySet[Any]) -> Quer
     return filterset.qs  # type: ignore[no-any-return]
 
 
-class ScopedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
-    """Lists and objects come from ``scoped(user)``; nothing outside it is ever looked up."""
+class ScopedViewSet(IdempotentPostMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """Lists and objects come from ``scoped(user)``; nothing outside it is ever looked up.
+    Every POST takes an Idempotency-Key (api.idempotency)."""
 
     lookup_value_regex = r"[0-9]+"
 

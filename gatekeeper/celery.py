@@ -47,6 +47,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "GATEKEEPER_SCHEDULE_STALLED_INITIATIVES_SECONDS",
         3600,
     ),
+    "api.purge_idempotency_keys": _every(
+        "api.purge_idempotency_keys", "GATEKEEPER_SCHEDULE_IDEMPOTENCY_PURGE_SECONDS", 3600
+    ),
 }
 
 
