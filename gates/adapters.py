@@ -3,11 +3,21 @@
 Registered in GatesConfig.ready(). The verdict does not trust the review's state alone: it
 re-counts the approvals under the review's own quorum policy, so a review row forced to
 "approved" (a shell session, a bad data fix) still opens nothing.
+
+A decision that moves the initiative has just locked and read that review and its approvals;
+it says so with ``review_just_decided`` around the move, and the verdict and the stage budget
+then take the review, its approvals' statuses and its template from there instead of reading
+them again. Only gates' decision service opens that scope, with rows it read under lock in the
+same transaction; anything else is answered from the database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -32,6 +42,38 @@ if TYPE_CHECKING:
     from programs.models import Initiative
 
 
+@dataclass(frozen=True)
+class _Decided:
+    review: GateReview
+    # The statuses of all its approvals as the decision left them (voided ones included).
+    statuses: tuple[str, ...]
+
+
+_decided: ContextVar[_Decided | None] = ContextVar("gate_review_just_decided", default=None)
+
+
+@contextmanager
+def review_just_decided(review: GateReview, statuses: Sequence[str]) -> Iterator[None]:
+    """For gates' decision service only: ``review`` (locked, saved in this transaction) with the
+    statuses of its approvals, read under the review's lock, as the move it makes will ask."""
+    token = _decided.set(_Decided(review, tuple(statuses)))
+    try:
+        yield
+    finally:
+        _decided.reset(token)
+
+
+def _just_decided(initiative_id: int, code: str) -> _Decided | None:
+    decided = _decided.get()
+    if (
+        decided is None
+        or decided.review.initiative_id != initiative_id
+        or decided.review.gate.code != code
+    ):
+        return None
+    return decided
+
+
 class GateReviewPort:
     def verdict(self, initiative: Initiative, target_stage: str) -> GateVerdict:
         code = GATE_INTO.get(target_stage)
@@ -39,13 +81,21 @@ class GateReviewPort:
             return GateVerdict(approved=False, unmet=[f"no gate leads into '{target_stage}'"])
         if initiative.pk is None:
             return GateVerdict(approved=False, unmet=[f"gate {code} has no approved review"])
-        reviews = list(
-            GateReview.objects.filter(initiative_id=initiative.pk, gate__code=code)
-            .select_related("template")
-            .prefetch_related("approvals")
-            .order_by("-created_at", "-id")
-        )
-        approved = next((r for r in reviews if r.state == ReviewState.APPROVED), None)
+        decided = _just_decided(initiative.pk, code)
+        if decided is not None and decided.review.state == ReviewState.APPROVED:
+            # At most one review per gate is ever approved (gatereview_one_approved_per_gate).
+            approved: GateReview | None = decided.review
+            statuses: Sequence[str] = decided.statuses
+            reviews = [decided.review]
+        else:
+            reviews = list(
+                GateReview.objects.filter(initiative_id=initiative.pk, gate__code=code)
+                .select_related("template")
+                .prefetch_related("approvals")
+                .order_by("-created_at", "-id")
+            )
+            approved = next((r for r in reviews if r.state == ReviewState.APPROVED), None)
+            statuses = [a.status for a in approved.approvals.all()] if approved else []
         unmet: list[str] = []
         if approved is None:
             latest = reviews[0] if reviews else None
@@ -56,11 +106,7 @@ class GateReviewPort:
                     f"gate {code} has no approved review (latest, #{latest.pk}, is {latest.state})"
                 )
         else:
-            result = quorum(
-                approved.template.quorum_policy,
-                approved.template.quorum_n,
-                [a.status for a in approved.approvals.all()],
-            )
+            result = quorum(approved.template.quorum_policy, approved.template.quorum_n, statuses)
             if not (result.decided and result.approved):
                 unmet.append(
                     f"gate {code} review #{approved.pk} is marked approved but its approvals "
@@ -88,12 +134,25 @@ def stage_budget(stage: str, gate_review_id: int | None = None) -> dt.timedelta 
     code = GATE_INTO.get(stage)
     if code is None:
         return None
+    decided = _decided.get()
+    if (
+        decided is not None
+        and gate_review_id is not None
+        and decided.review.pk == gate_review_id
+        and decided.review.gate.code == code
+    ):
+        # The move a decision makes: the template its review was decided under is at hand.
+        return _days(decided.review.template)
     templates = GateTemplate.objects.filter(gate__code=code)
     template = None
     if gate_review_id is not None:
         template = templates.filter(reviews__pk=gate_review_id).first()
     if template is None:
         template = templates.order_by("-version").first()
+    return _days(template)
+
+
+def _days(template: GateTemplate | None) -> dt.timedelta | None:
     if template is None or template.expected_stage_days is None:
         return None
     return dt.timedelta(days=template.expected_stage_days)

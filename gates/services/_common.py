@@ -49,23 +49,33 @@ def lock_review(review_id: int) -> GateReview:
     initiative first and then (through the stage listener) withdraw its open reviews, so a gates
     write that took the review first and the initiative second (a deciding approval moving the
     initiative) could deadlock against a hold or cancel. Locking the initiative here also keeps
-    its owner and risk tier still while a submit resolves approvers from them. Locking it again
-    later in the same transaction (programs' own services do) is a no-op for PostgreSQL.
+    its owner and risk tier still while a submit resolves approvers from them. The review's
+    ``initiative`` is that locked instance: a decision hands it to programs' move, which then
+    does not lock it again.
     """
-    # A review never changes initiative, so reading the id unlocked is safe.
-    initiative_id = GateReview.objects.values_list("initiative_id", flat=True).get(pk=review_id)
-    list(
+    # The lock alone, found through the review (a review never changes initiative). Nothing is
+    # joined to it: a lock that waited re-checks only the locked row, so people joined in the
+    # same statement could be those of before the change it waited for.
+    locked_ids = list(
         Initiative.objects.select_for_update(of=("self",))
-        .filter(pk=initiative_id)
+        .filter(gate_reviews__pk=review_id)
         .values_list("pk", flat=True)
     )
+    if not locked_ids:
+        raise GateReview.DoesNotExist(f"no gate review #{review_id}")
+    # Read after the lock, so as the change we may have waited for left it; with the people
+    # every event about it names, so nothing later reads them again.
     return (
         GateReview.objects.select_for_update(of=("self",))
         .select_related(
             "initiative",
             "initiative__business_unit",
+            "initiative__business_owner",
+            "initiative__sponsor",
+            "initiative__delivery_lead",
             "gate",
             "template",
+            "submitted_by",
         )
         .get(pk=review_id)
     )

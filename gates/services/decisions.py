@@ -5,6 +5,12 @@ the initiative cannot move, the decision is refused whole. The transition record
 (the gate decided, not a person) and points at the review through ``gate_review_id``; the
 review's event log names each approver. This also keeps approvers from needing the business
 owner's "change stage" permission.
+
+One decision reads each row once: the locked initiative (``lock_review``) is the instance the
+move updates, the review's approvals are read once under its lock and serve the separation of
+duties, the quorum and the voiding, the gate's verdict and stage budget come from the review just
+decided (``gates.adapters.review_just_decided``), and the events' deliveries are written together
+(``notifications.outbox.batch``).
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from gatekeeper.errors import Conflict, PermissionDenied, TransitionRefused
 from gatekeeper.types import User
 from gates import events
+from gates.adapters import review_just_decided
 from gates.models import (
     REJECT_OUTCOMES,
     Approval,
@@ -33,6 +41,7 @@ from gates.models import (
 from gates.quorum import QuorumResult, quorum
 from gates.selectors import principals_of
 from gates.services._common import Errors, groups_of, lock_review, require_actor, review_log
+from notifications import outbox
 from programs import services as programs
 from programs.roles import INTEGRATIONS
 
@@ -84,8 +93,11 @@ def _validate_decision(
     return chosen
 
 
-def _check_may_decide(review: GateReview, approval: Approval, actor: User) -> None:
-    """Separation of duties, each refusal with its reason."""
+def _check_may_decide(
+    review: GateReview, approval: Approval, actor: User, others: Sequence[Approval]
+) -> None:
+    """Separation of duties, each refusal with its reason. ``others``: the review's other
+    approvals."""
     if INTEGRATIONS in groups_of(actor):
         raise PermissionDenied(f"{actor} is a service account; service accounts never approve")
     if actor.pk == review.submitted_by_id:
@@ -97,7 +109,7 @@ def _check_may_decide(review: GateReview, approval: Approval, actor: User) -> No
         )
     if approval.approver_id == review.submitted_by_id:
         raise PermissionDenied("the submitter's approval cannot be decided by their deputy")
-    earlier = review.approvals.filter(decided_by_id=actor.pk).exclude(pk=approval.pk).first()
+    earlier = next((a for a in others if a.decided_by_id == actor.pk), None)
     if earlier is not None:
         raise PermissionDenied(
             f"{actor} already decided the {earlier.get_role_display()} approval of review "
@@ -124,7 +136,7 @@ def approval_decide(
     person = require_actor(actor, "deciding an approval")
     comment = comment.strip()
     chosen = _validate_decision(decision, comment, outcome, conditions)
-    with transaction.atomic():
+    with transaction.atomic(), outbox.batch():
         # Initiative, then review: concurrent decisions on one review queue here and count
         # quorum once, and a concurrent hold/cancel (which locks the initiative first) cannot
         # deadlock with the move this decision may make.
@@ -143,7 +155,14 @@ def approval_decide(
             )
         if review.state != ReviewState.SUBMITTED:
             raise Conflict(f"review #{review.pk} is {review.state}; it takes no more decisions")
-        _check_may_decide(review, locked, person)
+        # Read under the review's lock, which every decision on it takes first: the same rows
+        # the quorum counts below.
+        others = list(
+            review.approvals.exclude(pk=locked.pk).annotate(
+                has_conditions=Exists(GateCondition.objects.filter(approval=OuterRef("pk")))
+            )
+        )
+        _check_may_decide(review, locked, person, others)
 
         now = timezone.now()
         locked.status = (
@@ -183,10 +202,17 @@ def approval_decide(
         events.approval_decided(
             review=review, approval=locked, decided_by=person, deputy_for=deputy_for
         ).emit()
-        statuses = list(review.approvals.values_list("status", flat=True))
+        statuses = [a.status for a in (locked, *others)]
         result = quorum(review.template.quorum_policy, review.template.quorum_n, statuses)
         if result.decided:
-            _decide_review(review=review, result=result, decisive=locked, now=now)
+            _decide_review(
+                review=review,
+                result=result,
+                decisive=locked,
+                others=others,
+                conditioned=bool(conditions) or any(a.has_conditions for a in others),
+                now=now,
+            )
     approval.refresh_from_db()
     return locked
 
@@ -210,8 +236,16 @@ _MOVES: dict[str, _Move | None] = {
 
 
 def _decide_review(
-    *, review: GateReview, result: QuorumResult, decisive: Approval, now: dt.datetime
+    *,
+    review: GateReview,
+    result: QuorumResult,
+    decisive: Approval,
+    others: Sequence[Approval],
+    conditioned: bool,
+    now: dt.datetime,
 ) -> None:
+    """``others``: the review's approvals but ``decisive``, read under its lock; ``conditioned``:
+    whether any approval of the review came with conditions."""
     initiative = review.initiative
     gate = review.gate
     if initiative.stage != gate.from_stage:
@@ -223,11 +257,11 @@ def _decide_review(
                 "decision; resume it first, or withdraw the review"
             ],
         )
-    pending = list(
-        review.approvals.filter(status=ApprovalStatus.PENDING).select_related("approver")
-    )
+    pending = [a for a in others if a.status == ApprovalStatus.PENDING]
     Approval.objects.filter(pk__in=[a.pk for a in pending]).update(status=ApprovalStatus.VOID)
-    conditions = list(review.conditions.select_related("owner"))
+    for approval in pending:
+        approval.status = ApprovalStatus.VOID
+    conditions = list(review.conditions.select_related("owner")) if conditioned else []
 
     outcome: str
     if result.approved:
@@ -248,13 +282,16 @@ def _decide_review(
 
     move = _MOVES[outcome]
     if move is not None:
-        move.service(
-            initiative=initiative,
-            actor=None,
-            reason=f"{gate.code} review #{review.pk}: {summary}",
-            expected_stage=gate.from_stage,
-            gate_review_id=review.pk,
-        )
+        statuses = [a.status for a in (decisive, *others)]
+        with review_just_decided(review, statuses):
+            move.service(
+                initiative=initiative,  # locked by lock_review, in this transaction
+                actor=None,
+                reason=f"{gate.code} review #{review.pk}: {summary}",
+                expected_stage=gate.from_stage,
+                gate_review_id=review.pk,
+                locked=True,
+            )
         if move.conditions_become_milestones:
             # After the move, so the milestones belong to the stage just opened and hold its
             # exit gate.

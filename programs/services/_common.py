@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.db import transaction
+
 from gatekeeper.errors import Conflict, PermissionDenied, TransitionRefused, ValidationFailed
 from gatekeeper.types import User
 from programs.models import Initiative
@@ -33,14 +35,25 @@ def require_open(initiative: Initiative) -> None:
         )
 
 
-def lock_initiative(initiative: Initiative, expected_stage: str | None) -> Initiative:
+def lock_initiative(
+    initiative: Initiative, expected_stage: str | None, *, held: bool = False
+) -> Initiative:
     """The initiative's row, locked for this transaction; a Conflict if it left the stage the
-    caller saw (``expected_stage``, else the stage of the instance the caller holds)."""
-    locked = (
-        Initiative.objects.select_for_update(of=("self",))
-        .select_related("business_unit", "business_owner", "sponsor", "delivery_lead")
-        .get(pk=initiative.pk)
-    )
+    caller saw (``expected_stage``, else the stage of the instance the caller holds).
+
+    ``held``: the caller already locked the row (``select_for_update``) in the transaction under
+    way and hands over that instance; it is used as it is, without locking it a second time.
+    """
+    if held:
+        if not transaction.get_connection().in_atomic_block:
+            raise RuntimeError("a held initiative lock needs the transaction that took it")
+        locked = initiative
+    else:
+        locked = (
+            Initiative.objects.select_for_update(of=("self",))
+            .select_related("business_unit", "business_owner", "sponsor", "delivery_lead")
+            .get(pk=initiative.pk)
+        )
     expected = expected_stage if expected_stage is not None else initiative.stage
     if locked.stage != expected:
         raise Conflict(
@@ -48,6 +61,32 @@ def lock_initiative(initiative: Initiative, expected_stage: str | None) -> Initi
             "it was moved by someone else; reload and try again"
         )
     return locked
+
+
+def reload_from(target: Initiative, source: Initiative) -> None:
+    """``target.refresh_from_db()`` without the round trip: ``source`` is the same row as this
+    transaction just locked, read and saved, so it holds what the database would return.
+
+    Mirrors Django's ``refresh_from_db`` (fields, cached foreign keys, reverse caches) and
+    django-fsm's (the state snapshot its concurrency check compares against).
+    """
+    target._prefetched_objects_cache = {}  # type: ignore[attr-defined]
+    for field in Initiative._meta.concrete_fields:
+        # A protected FSM field refuses an assignment over a value the instance already holds
+        # (as in gatekeeper.db.SafeFSMModelMixin.refresh_from_db): take it out of the way first.
+        target.__dict__.pop(field.attname, None)
+        setattr(target, field.attname, getattr(source, field.attname))
+        if field.is_relation:
+            if field.is_cached(source):
+                field.set_cached_value(target, field.get_cached_value(source))
+            elif field.is_cached(target):
+                field.delete_cached_value(target)
+    for rel in Initiative._meta.related_objects:
+        if rel.is_cached(target):
+            rel.delete_cached_value(target)
+    target._state.db = source._state.db
+    target._state.adding = False
+    target._update_initial_state()
 
 
 def parse_decimal(value: Any, field: str) -> Decimal | None:

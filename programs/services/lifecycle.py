@@ -3,6 +3,11 @@
 One runner does every move: lock the row, check the right and the guards on the locked row, call
 the pure transition, restart or restore the stage clock, write the append-only record and the
 outbox event, all in one transaction.
+
+A move asks the gate port once: the verdict it gets on the locked row answers both evaluations
+of the ``gate_approved`` guard and names the review for the record. A caller that already holds
+the initiative's lock (gates, deciding a review) passes its locked instance with ``locked=True``
+and the move neither locks nor re-reads the row again.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed
 from gatekeeper.errors import Conflict, TransitionRefused
 from gatekeeper.types import User
 from programs import events
+from programs.guards import checks_for_move
 from programs.models import Initiative, Milestone, MilestoneStatus, StageTransition
-from programs.ports import gate_verdict, notify_stage_change
+from programs.ports import notify_stage_change
 from programs.selectors import stall_deadline, transition_unmet
-from programs.services._common import lock_initiative, require_perm, require_reason
+from programs.services._common import lock_initiative, reload_from, require_perm, require_reason
 from programs.stages import NEXT_STAGE, TERMINAL_STAGES
 
 # A decided review moves the initiative as the system (actor None); a person who presses the
@@ -36,52 +42,62 @@ def _run_transition(
     reason: str,
     expected_stage: str | None,
     gate_review_id: int | None = None,
+    locked: bool = False,
 ) -> StageTransition:
     now = timezone.now()
+    if locked and not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(f"{initiative.key}: locked=True needs the transaction holding the lock")
     try:
-        with transaction.atomic():
-            locked = lock_initiative(initiative, expected_stage)
+        # A caller holding the lock is inside its own transaction, and this refusal is its
+        # refusal (the exception leaves both): no savepoint of our own to set and release.
+        with transaction.atomic(savepoint=not locked):
+            row = lock_initiative(initiative, expected_stage, held=locked)
             # Checked on the locked row: a role just taken away can't still act.
-            require_perm(actor, STAGE_PERM, locked)
-            unmet = transition_unmet(locked, name)
-            if unmet:
-                raise TransitionRefused(
-                    f"{locked.key} cannot {name.replace('_', ' ')} from '{locked.stage}'",
-                    unmet=unmet,
-                )
-            from_stage = locked.stage
-            target = NEXT_STAGE.get(from_stage)
-            if name == Initiative.FORWARD.get(from_stage) and target is not None:
-                gate_review_id = gate_verdict(locked, target).review_id or gate_review_id
-            hold_started = locked.stage_entered_at
-            getattr(locked, name)()
+            require_perm(actor, STAGE_PERM, row)
+            from_stage = row.stage
+            target = (
+                NEXT_STAGE.get(from_stage) if name == Initiative.FORWARD.get(from_stage) else None
+            )
+            with checks_for_move(row, target) as verdict:
+                unmet = transition_unmet(row, name)
+                if unmet:
+                    raise TransitionRefused(
+                        f"{row.key} cannot {name.replace('_', ' ')} from '{row.stage}'",
+                        unmet=unmet,
+                    )
+                if verdict is not None:
+                    gate_review_id = verdict.review_id or gate_review_id
+                hold_started = row.stage_entered_at
+                getattr(row, name)()
             if name == "resume":
-                _restore_clock(locked, paused=now - hold_started, now=now)
+                _restore_clock(row, paused=now - hold_started, now=now)
             else:
-                locked.stage_entered_at = now
-                locked.stall_at = stall_deadline(locked.stage, now, gate_review_id)
-            locked.save()
+                row.stage_entered_at = now
+                row.stall_at = stall_deadline(row.stage, now, gate_review_id)
+            row.save()
             record = StageTransition.objects.create(
-                initiative=locked,
+                initiative=row,
                 transition=name,
                 from_stage=from_stage,
-                to_stage=locked.stage,
+                to_stage=row.stage,
                 actor=actor,
                 reason=reason,
                 gate_review_id=gate_review_id,
             )
-            events.initiative_stage_changed(locked, record).emit()
-            if locked.stage in TERMINAL_STAGES:
+            events.initiative_stage_changed(row, record).emit()
+            if row.stage in TERMINAL_STAGES:
                 # Nobody acts on a closed initiative's milestones: take them off the sweep.
                 Milestone.objects.filter(
-                    initiative=locked, status=MilestoneStatus.OPEN, next_alert_at__isnull=False
+                    initiative=row, status=MilestoneStatus.OPEN, next_alert_at__isnull=False
                 ).update(next_alert_at=None)
-            notify_stage_change(locked, from_stage, locked.stage)
+            notify_stage_change(row, from_stage, row.stage)
     except TransitionNotAllowed as exc:  # a guard changed between our check and the call
         raise TransitionRefused(str(exc), unmet=[str(exc)]) from exc
     except ConcurrentTransition as exc:
         raise Conflict(f"{initiative.key} was moved by someone else; reload and try again") from exc
-    initiative.refresh_from_db()
+    if row is not initiative:
+        # The caller's instance, as refresh_from_db would leave it (the row was just saved).
+        reload_from(initiative, row)
     return record
 
 
@@ -112,8 +128,13 @@ def initiative_advance(
     reason: str = "",
     expected_stage: str | None = None,
     gate_review_id: int | None = None,
+    locked: bool = False,
 ) -> StageTransition:
-    """Move through the gate out of the current stage; refused unless that gate is approved."""
+    """Move through the gate out of the current stage; refused unless that gate is approved.
+
+    ``locked``: ``initiative`` is the caller's instance of the row it locked in the transaction
+    under way; the move updates that instance instead of locking and reading the row again.
+    """
     stage = expected_stage or initiative.stage
     name = Initiative.FORWARD.get(stage)
     if name is None:
@@ -128,6 +149,7 @@ def initiative_advance(
         reason=reason,
         expected_stage=expected_stage,
         gate_review_id=gate_review_id,
+        locked=locked,
     )
 
 
@@ -161,6 +183,8 @@ def _move(
     reason: str,
     expected_stage: str | None,
     gate_review_id: int | None = None,
+    *,
+    locked: bool = False,
 ) -> StageTransition:
     # Positional, unlike the public services: each of those is one readable line calling this.
     move = _MOVES[transition]
@@ -175,6 +199,7 @@ def _move(
         reason=reason,
         expected_stage=expected_stage,
         gate_review_id=gate_review_id,
+        locked=locked,
     )
 
 
@@ -185,8 +210,10 @@ def initiative_hold(
     reason: str,
     expected_stage: str | None = None,
     gate_review_id: int | None = None,
+    locked: bool = False,
 ) -> StageTransition:
-    return _move("hold", initiative, actor, reason, expected_stage, gate_review_id)
+    """``locked``: as for ``initiative_advance``."""
+    return _move("hold", initiative, actor, reason, expected_stage, gate_review_id, locked=locked)
 
 
 def initiative_resume(
@@ -206,8 +233,10 @@ def initiative_cancel(
     reason: str,
     expected_stage: str | None = None,
     gate_review_id: int | None = None,
+    locked: bool = False,
 ) -> StageTransition:
-    return _move("cancel", initiative, actor, reason, expected_stage, gate_review_id)
+    """``locked``: as for ``initiative_advance``."""
+    return _move("cancel", initiative, actor, reason, expected_stage, gate_review_id, locked=locked)
 
 
 def initiative_retire(

@@ -1,0 +1,86 @@
+"""outbox.batch(): several events of one change, their deliveries written together."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+
+from notifications import outbox
+from notifications.models import Channel, Delivery, Event
+from notifications.outbox import emit
+from tests.factories import UserFactory
+from tests.notifications.conftest import payload_with
+
+pytestmark = pytest.mark.django_db
+
+
+class Boom(Exception):
+    pass
+
+
+def _to(*users):
+    return payload_with(recipients=[{"user_id": u.pk} for u in users])
+
+
+def test_deliveries_of_a_batch_are_written_together_when_it_ends(
+    endpoint, django_capture_on_commit_callbacks
+):
+    ann, bob = UserFactory(), UserFactory()
+    with (
+        django_capture_on_commit_callbacks() as callbacks,
+        transaction.atomic(),
+        outbox.batch(),
+    ):
+        first = emit("review.submitted", _to(ann), key="b1")
+        second = emit("review.decided", _to(ann, bob), key="b2")
+        assert not Delivery.objects.exists()
+    assert {(d.channel, d.recipient_user_id) for d in Delivery.objects.filter(event=first)} == {
+        (Channel.EMAIL, ann.pk),
+        (Channel.IN_APP, ann.pk),
+        (Channel.WEBHOOK, None),
+    }
+    assert Delivery.objects.filter(event=second, channel=Channel.IN_APP).count() == 2
+    assert Delivery.objects.filter(event=second, endpoint=endpoint).count() == 1
+    assert len(callbacks) == 1  # one dispatch for the whole batch
+
+
+def test_a_batch_costs_three_queries_however_many_events(endpoint, django_assert_num_queries):
+    """One look-up of the users, one of the endpoints, one insert, for all its events."""
+    users = [UserFactory() for _ in range(3)]
+    with transaction.atomic():
+        batch = outbox.batch()
+        batch.__enter__()
+        for i, user in enumerate(users):
+            emit("review.decided", _to(user, *users), key=f"n{i}")
+        with django_assert_num_queries(3):
+            batch.__exit__(None, None, None)
+    assert Delivery.objects.filter(channel=Channel.WEBHOOK).count() == 3
+
+
+def test_an_emit_in_a_savepoint_rolled_back_inside_the_batch_leaves_nothing(endpoint):
+    ann = UserFactory()
+    with transaction.atomic(), outbox.batch():
+        kept = emit("review.submitted", _to(ann), key="kept")
+        with pytest.raises(Boom), transaction.atomic():
+            emit("review.decided", _to(ann), key="gone")
+            raise Boom
+    assert list(Event.objects.values_list("key", flat=True)) == ["kept"]
+    assert Delivery.objects.filter(event=kept).count() == 3
+    assert Delivery.objects.count() == 3
+
+
+def test_a_batch_left_by_an_exception_delivers_nothing(endpoint):
+    with pytest.raises(Boom), transaction.atomic(), outbox.batch():
+        emit("review.submitted", _to(UserFactory()), key="boom")
+        raise Boom
+    assert not Event.objects.exists()
+    assert not Delivery.objects.exists()
+
+
+def test_a_key_emitted_twice_in_a_batch_is_recorded_once():
+    ann = UserFactory()
+    with transaction.atomic(), outbox.batch():
+        first = emit("review.submitted", _to(ann), key="twice")
+        again = emit("review.submitted", _to(ann), key="twice")
+    assert first is not None and again is None
+    assert Delivery.objects.filter(event=first).count() == 2
