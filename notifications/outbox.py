@@ -24,6 +24,8 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from gatekeeper import metrics
+from gatekeeper.logs import bind_event
 from notifications.models import Channel, Delivery, Event, WebhookEndpoint, event_types_problem
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ def emit(type: str, payload: dict[str, Any], *, key: str) -> Event | None:
     Returns None if ``key`` was already emitted (nothing new is created or sent). Must run inside
     the transaction of the change it reports, so a rollback takes the event too.
     """
+    bind_event(type, payload, event_key=key)
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("notifications.outbox.emit must be called inside transaction.atomic()")
     try:
@@ -57,6 +60,8 @@ def emit(type: str, payload: dict[str, Any], *, key: str) -> Event | None:
     except IntegrityError:
         return None
     deliveries = deliveries_create(event)
+    logger.info("event emitted", extra={"deliveries": len(deliveries)})
+    transaction.on_commit(lambda: metrics.observe_event(type, payload))
     ids = [d.pk for d in deliveries]
     if ids:
         transaction.on_commit(lambda: enqueue_dispatch(ids))
