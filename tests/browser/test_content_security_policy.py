@@ -13,7 +13,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 RECORD_VIOLATIONS = """
 window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', (e) => {
-  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
+  window.__cspViolations.push(
+    `${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
 });
 """
 
@@ -24,9 +25,12 @@ def violations(page):
     page.add_init_script(RECORD_VIOLATIONS)
     page.on(
         "console",
-        lambda message: console.append(message.text)
-        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text
-        else None,
+        lambda message: (
+            console.append(message.text)
+            if "Content Security Policy" in message.text
+            or "Content-Security-Policy" in message.text
+            else None
+        ),
     )
 
     def collect() -> list[str]:
