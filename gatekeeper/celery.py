@@ -2,6 +2,8 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init
+from django_structlog.celery.steps import DjangoStructLogInitStep
 
 from gatekeeper.env import env_int
 
@@ -10,6 +12,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gatekeeper.settings")
 app = Celery("gatekeeper")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Worker-side log context (task id, the queuing request's id) from django-structlog.
+app.steps["worker"].add(DjangoStructLogInitStep)
+
+
+@worker_init.connect
+def _worker_metrics(**kwargs: Any) -> None:
+    from django.conf import settings
+
+    from gatekeeper import metrics
+
+    metrics.connect_task_signals()
+    if settings.GATEKEEPER_WORKER_METRICS_PORT:
+        metrics.start_worker_exporter(settings.GATEKEEPER_WORKER_METRICS_PORT)
 
 
 def _every(task: str, env_name: str, default_seconds: int) -> dict[str, Any]:

@@ -8,13 +8,16 @@ and SECRET_KEY (see docker-compose.yml).
 from __future__ import annotations
 
 import datetime as dt
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from gatekeeper.env import env_bool, env_int, env_list, env_str
+from gatekeeper.logs import configure_structlog, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("GATEKEEPER_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
@@ -62,8 +65,19 @@ INSTALLED_APPS = [
     "axes",
 ]
 
+# Operations (readiness, structured logs, metrics, CSP): kept in their own block.
+INSTALLED_APPS += [
+    "health_check",
+    "django_structlog",
+    "django_prometheus",
+    "csp",
+]
+
 MIDDLEWARE = [
+    # First and last of all: request count and latency include every other middleware.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -73,6 +87,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
+    # After authentication: binds request_id and user_id for every log line of the request.
+    "django_structlog.middlewares.RequestMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "gatekeeper.urls"
@@ -150,7 +167,7 @@ STORAGES = {
 # --- security (production values unless DEBUG) ----------------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 # Container and load-balancer health probes speak plain HTTP on the inside.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
@@ -317,10 +334,46 @@ GATEKEEPER = {
     "PROPOSED_MAX_DAYS": env_int("GATEKEEPER_PROPOSED_MAX_DAYS", 60, minimum=1),
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+# --- operations: logs, metrics, content security policy ---------------------------------------
+# Structured logs (gatekeeper.logs): JSON lines in production, key=value in development; every
+# line carries the request id / task id, the user id and, inside a state change or delivery,
+# the event type and initiative key.
+configure_structlog()
+LOGGING = logging_config(
+    json=env_bool("GATEKEEPER_LOG_JSON", not DEBUG), level=env_str("LOG_LEVEL", "INFO") or "INFO"
+)
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+# Celery must not replace the root handler: its lines go through the same formatter.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# /metrics (gatekeeper.metrics): served to these networks, or to a caller with the token.
+GATEKEEPER_METRICS_ALLOW = env_list("GATEKEEPER_METRICS_ALLOW", ["127.0.0.0/8", "::1/128"])
+for _cidr in GATEKEEPER_METRICS_ALLOW:
+    try:
+        ip_network(_cidr, strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"GATEKEEPER_METRICS_ALLOW: {_cidr!r} is not a CIDR") from exc
+GATEKEEPER_METRICS_TOKEN = env_str("GATEKEEPER_METRICS_TOKEN", "") or ""
+GATEKEEPER_METRICS_COLLECTORS = ["notifications.metrics.DeliveryBacklogCollector"]
+# A worker has no web server: with this set it serves its own metrics (sweeps) on this port.
+GATEKEEPER_WORKER_METRICS_PORT = env_int("GATEKEEPER_WORKER_METRICS_PORT", 0, minimum=0)
+
+# Content-Security-Policy (django-csp): nothing from elsewhere, no inline script (the Swagger
+# UI's init script is served as a file by SpectacularSwaggerSplitView). Inline *styles* are
+# allowed because Redoc and Swagger UI inject theirs at run time; Redoc's search runs in a
+# blob: worker, and both draw icons from data: URIs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "worker-src": [SELF, "blob:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
 }

@@ -32,6 +32,8 @@ from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
+from gatekeeper import metrics
+from gatekeeper.logs import bind_event
 from notifications.models import Channel, Delivery, Event, WebhookEndpoint, event_types_problem
 
 logger = logging.getLogger(__name__)
@@ -58,12 +60,15 @@ def emit(type: str, payload: dict[str, Any], *, key: str) -> Event | None:
     the transaction of the change it reports, so a rollback takes the event too. Inside a
     ``batch()`` the deliveries are written when the batch closes, still in that transaction.
     """
+    bind_event(type, payload, event_key=key)
     connection = _connection()
     if not connection.in_atomic_block:
         raise RuntimeError("notifications.outbox.emit must be called inside transaction.atomic()")
     event = _insert_once(connection, type=type, key=key, payload=payload)
     if event is None:
         return None
+    logger.info("event emitted")
+    transaction.on_commit(lambda: metrics.observe_event(type, payload), using=connection.alias)
     pending = _batch.get()
     if pending is not None and pending.savepoints == _savepoints(connection):
         pending.events.append(event)
@@ -149,6 +154,7 @@ def _insert_once(
 
 def _deliver(events: list[Event]) -> None:
     deliveries = _deliveries_for(events)
+    logger.info("deliveries written", extra={"deliveries": len(deliveries)})
     ids = [d.pk for d in deliveries]
     if ids:
         transaction.on_commit(lambda: enqueue_dispatch(ids), using=_connection().alias)

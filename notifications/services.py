@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gatekeeper import retry
+from gatekeeper.logs import bind_event
 from notifications.conf import DeliveryConf, get_conf
 from notifications.models import Delivery, DeliveryStatus, Notification, WebhookEndpoint
 from notifications.outbox import emit, enqueue_dispatch
@@ -74,6 +75,9 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
         return DeliveryResult(delivery_id, "skipped")
     delivery = Delivery.objects.select_related("event", "endpoint", "recipient_user").get(
         pk=delivery_id
+    )
+    bind_event(
+        delivery.event.type, delivery.event.payload, delivery=delivery_id, channel=delivery.channel
     )
     try:
         status_code = get_transport(delivery.channel).send(delivery)
