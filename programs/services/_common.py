@@ -35,6 +35,25 @@ def require_open(initiative: Initiative) -> None:
         )
 
 
+_JOINED = ("business_unit", "business_owner", "sponsor", "delivery_lead")
+
+
+def _drop_stale_joins(locked: Initiative) -> None:
+    """Forget joined rows that don't match the locked row's foreign keys.
+
+    When the lock had to wait for a concurrent change, PostgreSQL re-reads the locked row but
+    keeps the joined rows it read before waiting: an owner changed meanwhile would come back as
+    the old person. The ids on the locked row are current, so a mismatch is detectable for free;
+    dropping the cached object makes Django load the right one if it is used.
+    """
+    for name in _JOINED:
+        field = Initiative._meta.get_field(name)
+        current = getattr(locked, field.attname)  # type: ignore[union-attr]
+        cached = field.get_cached_value(locked, default=None)  # type: ignore[union-attr]
+        if getattr(cached, "pk", None) != current:
+            field.delete_cached_value(locked)  # type: ignore[union-attr]
+
+
 def lock_initiative(
     initiative: Initiative, expected_stage: str | None, *, held: bool = False
 ) -> Initiative:
@@ -51,9 +70,10 @@ def lock_initiative(
     else:
         locked = (
             Initiative.objects.select_for_update(of=("self",))
-            .select_related("business_unit", "business_owner", "sponsor", "delivery_lead")
+            .select_related(*_JOINED)
             .get(pk=initiative.pk)
         )
+        _drop_stale_joins(locked)
     expected = expected_stage if expected_stage is not None else initiative.stage
     if locked.stage != expected:
         raise Conflict(
