@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 import pytest
 from django.urls import URLPattern, reverse
@@ -9,8 +10,9 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from api.urls import router
+from gatekeeper.types import User
 from gates import services as gates_services
-from gates.models import Approval, ApprovalStatus, ReviewState
+from gates.models import Approval, ApprovalStatus, Evidence, ReviewState
 from notifications.models import WebhookEndpoint
 from programs import services as programs_services
 from programs.models import ExternalReference, MetricReading, Milestone, StageTransition
@@ -66,8 +68,9 @@ def test_initiative_filters(db):
     assert keys("stalled=true") == ["AI-STALL"]
     assert keys("external_ref=JIRA:AIOPS-12") == ["AI-STALL"]
     assert keys("risk_tier=high") == ["AI-LATE"]
-    assert keys(f"owner={late.business_owner.username}") == ["AI-LATE"]
-    assert keys(f"owner={late.business_owner.pk}") == ["AI-LATE"]
+    late_owner = cast(User, late.business_owner)
+    assert keys(f"owner={late_owner.username}") == ["AI-LATE"]
+    assert keys(f"owner={late_owner.pk}") == ["AI-LATE"]
     assert keys(f"business_unit={late.business_unit.code}") == ["AI-LATE"]
     assert keys("stage=proposed&ordering=-key") == ["AI-STALL", "AI-LATE"]
     future = (timezone.now() + dt.timedelta(days=1)).isoformat().replace("+00:00", "Z")
@@ -103,7 +106,8 @@ def test_metrics_readings_history_templates(initiative):
 def test_metric_reading_rejects_huge_and_non_numbers(initiative):
     api = api_as(initiative.business_owner)
     metric = initiative.metrics.get()
-    for value in ["1" * 40, "NaN", "Infinity", "abc", None, [], {"a": 1}]:
+    values: list[object] = ["1" * 40, "NaN", "Infinity", "abc", None, [], {"a": 1}]
+    for value in values:
         response = api.post(
             f"/api/v1/metrics/{metric.pk}/readings/", {"value": value}, format="json"
         )
@@ -352,7 +356,7 @@ def _objects(initiative, panel):
         "milestone": MilestoneFactory(initiative=initiative).pk,
         "review": review.pk,
         "approval": pending(review)[0].pk,
-        "evidence": review.evidence.first().pk,
+        "evidence": cast(Evidence, review.evidence.first()).pk,
         "webhookendpoint": WebhookEndpoint.objects.create(
             name="bot's", url="https://93.184.215.14/hook", owner=panel.bot
         ).pk,
@@ -370,7 +374,7 @@ def _object_routes():
         callback = pattern.callback
         if not any(k in pattern.pattern.regex.groupindex for k in ("pk", "key")):
             continue
-        basename = pattern.name.split("-")[0]
+        basename = cast(str, pattern.name).split("-")[0]
         for method in callback.actions:  # type: ignore[attr-defined]
             routes.append(
                 pytest.param(pattern.name, basename, method, id=f"{method}-{pattern.name}")

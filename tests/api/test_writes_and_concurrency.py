@@ -190,6 +190,7 @@ def test_patch_descriptive_fields_refuses_read_only_and_pmo_only(initiative):
     assert pmo_only.status_code == 403
     initiative.refresh_from_db()
     assert (initiative.stage, initiative.sponsor_id) == (Stage.PROPOSED, sponsor)
+    bad: object
     for bad in ([], "x", {"health": "purple"}, {"name": None}, {"business_unit": 7}):
         assert api.patch(url, bad, format="json").status_code == 400, bad
     assert api.put(url, {"summary": "x"}, format="json").status_code == 405

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 from django.conf import settings
 
+from gatekeeper.types import User
 from gates import services
 from gates.models import Approval, ApprovalStatus, GateRole, ReviewState
 from programs.roles import APPROVERS, PMO
@@ -47,7 +49,7 @@ def test_both_approvers_click_approve_and_the_initiative_enters_pilot(
     mine = Approval.objects.get(review=g1_review, role=GateRole.BUSINESS_OWNER)
     assert mine.status == ApprovalStatus.APPROVED
     assert mine.comment == "Owner: we run the pilot in AP"
-    assert mine.decided_by.username == "fiona"
+    assert cast(User, mine.decided_by).username == "fiona"
 
     page.context.clear_cookies()
     _decide_in_browser(page, live_server, login, "priya", "PMO: scope and exit criteria fine")
@@ -63,7 +65,7 @@ def test_inbox_lists_only_what_the_user_may_decide(live_server, page, login, g1_
     login("outsider")
     page.goto(f"{live_server.url}/admin/gates/approvalinbox/")
     assert g1_review.initiative.key not in page.content()
-    approval = Approval.objects.filter(review=g1_review).first()
+    approval = cast(Approval, Approval.objects.filter(review=g1_review).first())
     response = page.goto(f"{live_server.url}/admin/gates/approvalinbox/{approval.pk}/decide/")
     assert response.status == 404
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import cast
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from gatekeeper.types import User
 from programs.models import Initiative, StageTransition
 from programs.stages import Stage
 from tests.factories import InitiativeFactory, MilestoneFactory, SuccessMetricFactory, UserFactory
@@ -43,7 +45,7 @@ def test_business_owner_puts_initiative_on_hold_with_a_reason(live_server, page,
     initiative.refresh_from_db()
     assert initiative.stage == Stage.ON_HOLD
     record = StageTransition.objects.get(initiative=initiative)
-    assert record.actor.username == "carla"
+    assert cast(User, record.actor).username == "carla"
     assert record.reason == "Waiting for the data-sharing agreement"
 
 

@@ -8,6 +8,7 @@ guard accepts it). All times are whole days before ``now``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ def build(
     now: dt.datetime,
     *,
     created: float,
-    moves: list[tuple[str, str, float]] = (),  # type: ignore[assignment]
+    moves: Sequence[tuple[str, str, float]] = (),
     **fields: Any,
 ) -> Initiative:
     """An initiative created ``created`` days ago that moved (from, to, days ago) in order."""
@@ -47,7 +48,7 @@ def build(
         with time_machine.travel(days_ago(now, created), tick=False):
             initiative = InitiativeFactory(**fields)
             entered = timezone.now()
-        stage = Stage.PROPOSED
+        stage: str = Stage.PROPOSED
         for from_stage, to_stage, when in moves:
             with time_machine.travel(days_ago(now, when), tick=False):
                 StageTransition.objects.create(

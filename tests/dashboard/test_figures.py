@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from dashboard.selectors import dashboard_build, portfolio_with_causes
@@ -173,7 +175,9 @@ def test_filtered_conversion_counts_only_the_unit(portfolio):
 def test_stays_from_a_history_with_gaps_count_only_what_is_known(portfolio):
     now = portfolio.now
     # Imported history starting in integration: the integration stay's start is unknown.
-    moves = [(Stage.INTEGRATION, Stage.HARDENING, days_ago(now, 10))]
+    moves: list[tuple[str, str, dt.datetime]] = [
+        (Stage.INTEGRATION, Stage.HARDENING, days_ago(now, 10))
+    ]
     assert _completed_stays(days_ago(now, 100), moves) == []
     # Cancelled while on hold: the stay in pilot ends when the hold began.
     moves = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import cast
 
 import pytest
 from django.urls import reverse
@@ -12,6 +13,7 @@ from django.utils import timezone
 from gates import evidence_pack, selectors, services
 from gates.models import (
     ApprovalStatus,
+    ApproverRule,
     GateReview,
     GateTemplate,
     Outcome,
@@ -540,4 +542,4 @@ def test_template_admin_accepts_a_list_of_known_risk_tiers(client, panel):
         _template_post_data(v1, **{"approvers-0-risk_tiers": '["high", "medium"]'}),
     )
     v2 = GateTemplate.objects.get(gate__code="G1", version=2)
-    assert v2.approvers.order_by("id").first().risk_tiers == ["high", "medium"]
+    assert cast(ApproverRule, v2.approvers.order_by("id").first()).risk_tiers == ["high", "medium"]

@@ -4,10 +4,12 @@ fixed number of queries (the PMO dashboard's stall causes rely on it)."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 import pytest
 from django.utils import timezone
 
+from gatekeeper.types import User
 from gates.criteria import BULK_CHECKS, CHECKS, run_check, run_check_bulk
 from gates.portfolio import approvals_overdue, next_gate_unmet_automatic
 from programs.models import Initiative, MilestoneStatus
@@ -28,7 +30,7 @@ def _varied() -> list[Initiative]:
     plain = InitiativeFactory(business_unit=unit)
     no_owner = InitiativeFactory(business_owner=None, target_workflow="")
     outsider = InitiativeFactory(business_unit=unit)
-    unit.members.remove(outsider.business_owner)
+    unit.members.remove(cast(User, outsider.business_owner))
     SuccessMetricFactory(initiative=plain)
     SuccessMetricFactory(initiative=no_owner, baseline=None)
     piloting = build(now, created=60, moves=[("proposed", "pilot", 30)])

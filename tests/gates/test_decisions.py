@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 import pytest
 import time_machine
@@ -13,6 +14,7 @@ from gatekeeper.errors import Conflict, PermissionDenied, TransitionRefused, Val
 from gates import selectors, services
 from gates.models import (
     ApprovalStatus,
+    Criterion,
     GateReview,
     Outcome,
     ReviewEvent,
@@ -443,7 +445,7 @@ def test_template_rows_are_immutable():
     template.decision_sla_business_days = 1
     with pytest.raises(TypeError):
         template.save()
-    criterion = template.criteria.first()
+    criterion = cast(Criterion, template.criteria.first())
     criterion.text = "rewritten"
     with pytest.raises(TypeError):
         criterion.save()
@@ -647,5 +649,5 @@ def test_stall_budget_comes_from_the_template_version_the_review_was_decided_und
     initiative.refresh_from_db()
     assert initiative.stage == Stage.PILOT
     assert initiative.stall_at - initiative.stage_entered_at == dt.timedelta(
-        days=v1.expected_stage_days
+        days=cast(int, v1.expected_stage_days)
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import cast
+
 import pytest
 
 from gatekeeper.errors import Conflict, TransitionRefused
@@ -176,10 +179,13 @@ def test_submission_creates_approvals_with_sla_due_date_and_emits_recipients(ini
     services.gate_review_submit(review=review, actor=initiative.delivery_lead)
     approvals = list(review.approvals.order_by("id"))
     expected_due = add_business_days(
-        review.submitted_at, review.template.decision_sla_business_days
+        cast(dt.datetime, review.submitted_at), review.template.decision_sla_business_days
     )
     assert {a.due_at for a in approvals} == {expected_due}
-    assert all(a.status == ApprovalStatus.PENDING and a.remind_at <= a.due_at for a in approvals)
+    assert all(
+        a.status == ApprovalStatus.PENDING and cast(dt.datetime, a.remind_at) <= a.due_at
+        for a in approvals
+    )
 
     event = Event.objects.get(type="review.submitted")
     payload = event.payload

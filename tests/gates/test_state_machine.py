@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from typing import cast
 
 import pytest
 from django.db import transaction
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from gatekeeper.errors import DomainError
+from gatekeeper.types import User
 from gates import selectors, services
 from gates.models import (
     Approval,
@@ -129,7 +131,7 @@ class GateMachine(RuleBasedStateMachine):
             conditions = [
                 ConditionSpec(
                     title=f"condition of review {review.pk}",
-                    owner=initiative.delivery_lead,
+                    owner=cast(User, initiative.delivery_lead),
                     due_at=timezone.now() + dt.timedelta(days=10),
                 )
             ]

@@ -4,6 +4,7 @@ Beat: the schedule in code lands in django-celery-beat's tables, and a pause sur
 from __future__ import annotations
 
 from io import StringIO
+from typing import cast
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -17,7 +18,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from gatekeeper.celery import BEAT_SCHEDULE, _every
 from gatekeeper.celery import app as celery_app
 from notifications.checks import delivery_timing
-from notifications.models import Channel, Delivery, DeliveryStatus, Notification
+from notifications.models import Channel, Delivery, DeliveryStatus, Event, Notification
 from notifications.outbox import emit
 from tests.factories import UserFactory
 from tests.notifications.conftest import payload_with
@@ -54,8 +55,9 @@ def test_staff_without_change_permission_cannot_retry_deliveries(client):
     viewer = UserFactory(is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_delivery"))
     with transaction.atomic():
-        event = emit(
-            "review.decided", payload_with(recipients=[{"email": "a@example.com"}]), key="v"
+        event = cast(
+            Event,
+            emit("review.decided", payload_with(recipients=[{"email": "a@example.com"}]), key="v"),
         )
     Delivery.objects.filter(event=event).update(status=DeliveryStatus.DEAD, next_attempt_at=None)
     client.force_login(viewer)

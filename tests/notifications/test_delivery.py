@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import cast
 
 import pytest
 import time_machine
@@ -73,7 +74,7 @@ def test_500_then_200_is_retried_with_the_same_webhook_id_and_delivered(endpoint
         failed = refreshed(delivery)
         assert failed.status == DeliveryStatus.PENDING
         assert "HTTP 500" in failed.last_error
-        wait = (failed.next_attempt_at - timezone.now()).total_seconds()
+        wait = (cast(dt.datetime, failed.next_attempt_at) - timezone.now()).total_seconds()
         assert 15 <= wait <= 30  # first step of 30 s, half fixed, half jitter
 
         assert redispatch(inline=True) == 0  # not due yet
@@ -176,7 +177,7 @@ def test_backoff_doubles_with_jitter_and_dead_letters_after_the_last_attempt(end
         delivery = emit_webhook()
         for step in (30, 60, 120):
             assert delivery_attempt(delivery_id=delivery.pk).status == "retry"
-            due = refreshed(delivery).next_attempt_at
+            due = cast(dt.datetime, refreshed(delivery).next_attempt_at)
             wait = (due - timezone.now()).total_seconds()
             assert step / 2 <= wait <= step
             clock.move_to(due)

@@ -3,8 +3,11 @@ system, through the outbox, on-commit dispatch and the transports (Celery run in
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from django.core import mail
+from django.core.mail import EmailMultiAlternatives
 from standardwebhooks import Webhook
 
 from gates import services as gates
@@ -35,7 +38,8 @@ def test_each_approver_gets_an_email_with_a_link_to_decide(g1_submission):
     submitted = [m for m in mail.outbox if "awaits your decision" in m.subject]
     assert sorted(m.to[0] for m in submitted) == sorted(a.approver.email for a in approvals)
     for message in submitted:
-        html = message.alternatives[0][0]
+        alternative = cast(EmailMultiAlternatives, message).alternatives[0]
+        html = cast(str, alternative[0])
         assert "/admin/gates/approvalinbox/" in message.body
         assert "/admin/gates/approvalinbox/" in html
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from django.core import mail
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.test import override_settings
 
@@ -142,7 +145,8 @@ def test_email_has_text_and_html_with_the_admin_link(
     assert message.subject == "[Gatekeeper] Approval requested: AI-001 Claims triage"
     assert link in message.body
     assert "<needs>" in message.body  # plain text is not HTML-escaped
-    html, mimetype = message.alternatives[0]
+    content, mimetype = cast(EmailMultiAlternatives, message).alternatives[0]
+    html = cast(str, content)
     assert mimetype == "text/html"
     assert f'href="{link}"' in html
     assert "&lt;needs&gt;" in html  # and the HTML part is

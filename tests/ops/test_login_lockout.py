@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from axes.models import AccessAttempt
 from django.conf import settings
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.django_db
 LOGIN = "/admin/login/?next=/admin/"
 
 
-def _attempt(client: Client, username: str, password: str, **extra: str):
+def _attempt(client: Client, username: str, password: str, **extra: Any):
     return client.post(LOGIN, {"username": username, "password": password}, **extra)
 
 

@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from typing import IO, cast
 
 import pytest
 
@@ -68,7 +69,9 @@ def _start(env: dict[str, str], output: list[str]) -> subprocess.Popen:
         text=True,
         start_new_session=True,
     )
-    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")))
+    reader = threading.Thread(
+        target=lambda: output.extend(iter(cast(IO[str], proc.stdout).readline, ""))
+    )
     reader.daemon = True
     reader.start()
     return proc

@@ -4,12 +4,13 @@ gate still needs, and how it got here."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 import pytest
 from django.utils import timezone
 
 from gates import services as gates
-from gates.models import CriterionKind
+from gates.models import Criterion, CriterionKind
 from programs import ports
 from programs.models import Initiative, StageTransition
 from programs.stages import Stage
@@ -111,7 +112,9 @@ def test_on_hold_the_clock_of_the_held_stage_stands_still(client, owner):
 def test_next_gate_checklist_shows_each_criterion_its_evidence_and_who_attached_it(client, owner):
     initiative = InitiativeFactory(business_owner=owner)  # no success metric yet
     review = gates.gate_review_open(initiative=initiative, actor=None)
-    criterion = review.template.criteria.filter(kind=CriterionKind.EVIDENCE).first()
+    criterion = cast(
+        Criterion, review.template.criteria.filter(kind=CriterionKind.EVIDENCE).first()
+    )
     gates.evidence_attach(
         review=review, actor=owner, criterion=criterion, url="https://wiki.example.com/scope"
     )

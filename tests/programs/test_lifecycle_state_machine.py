@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, ClassVar
+
 import pytest
 from django.db import transaction
 from hypothesis import HealthCheck, settings
@@ -13,6 +15,9 @@ from programs import services
 from programs.models import Initiative, StageTransition, SuccessMetric
 from programs.stages import ACTIVE_STAGES, CANCELLABLE_STAGES, NEXT_STAGE, Stage
 from tests.factories import BusinessUnitFactory, UserFactory
+
+if TYPE_CHECKING:
+    from tests.conftest import StubGatePort
 
 # The graph of DESIGN.md §1, written out independently of the model, as the oracle.
 FORWARD = dict(NEXT_STAGE)
@@ -34,7 +39,7 @@ def _expected(op: str, stage: str, held_from: str) -> str | None:
 
 
 class LifecycleMachine(RuleBasedStateMachine):
-    gate_port = None  # set by the test
+    gate_port: ClassVar[StubGatePort]  # set by the test
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,7 +49,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.initiative = services.initiative_create(
             actor=None, name="Random walk", business_unit=BusinessUnitFactory()
         )
-        self.stage = Stage.PROPOSED
+        self.stage: str = Stage.PROPOSED
         self.held_from = ""
         self.has_owner = False
         self.has_metric = False
@@ -88,7 +93,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @rule(op=st.sampled_from(OPS))
     def call(self, op: str) -> None:
-        kwargs = {"initiative": self.initiative, "actor": None}
+        kwargs: dict[str, Any] = {"initiative": self.initiative, "actor": None}
         if op in ("hold", "cancel", "retire"):
             kwargs["reason"] = "random"
         expected = _expected(op, self.stage, self.held_from)

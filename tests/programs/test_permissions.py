@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 import pytest
 import time_machine
 from django.utils import timezone
 
 from gatekeeper.errors import PermissionDenied
+from gatekeeper.types import User
 from programs import services, sweeps
 from programs.models import Initiative, MilestoneStatus
 from programs.roles import INTEGRATIONS, PMO
@@ -51,10 +53,12 @@ def test_assigning_the_business_owner_is_pmo_only(pmo):
     initiative = InitiativeFactory()
     with pytest.raises(PermissionDenied):
         services.initiative_assign_owner(
-            initiative=initiative, actor=initiative.sponsor, business_owner=initiative.sponsor
+            initiative=initiative,
+            actor=initiative.sponsor,
+            business_owner=cast(User, initiative.sponsor),
         )
     services.initiative_assign_owner(
-        initiative=initiative, actor=pmo, business_owner=initiative.sponsor
+        initiative=initiative, actor=pmo, business_owner=cast(User, initiative.sponsor)
     )
     assert Initiative.objects.get(pk=initiative.pk).business_owner == initiative.sponsor
 
@@ -124,7 +128,7 @@ def test_hold_and_resume_keep_the_stage_clock(gate_port, stage_budgets):
         SuccessMetricFactory(initiative=initiative)
         gate_port.approve(initiative, Stage.PILOT)
         services.initiative_advance(initiative=initiative, actor=None)
-        entered, stall_at = initiative.stage_entered_at, initiative.stall_at
+        entered, stall_at = initiative.stage_entered_at, cast(dt.datetime, initiative.stall_at)
 
         clock.move_to(start + dt.timedelta(days=10))
         services.initiative_hold(initiative=initiative, actor=None, reason="freeze")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any, cast
 
 import pytest
 from django.utils import timezone
 
 from gatekeeper.errors import Conflict, PermissionDenied, TransitionRefused, ValidationFailed
+from gatekeeper.types import User
 from notifications.models import Event
 from programs import services
 from programs.models import Initiative, MetricReading, MilestoneStatus
@@ -116,7 +118,7 @@ def test_milestone_needs_aware_due_date_and_paired_ticket_reference():
             initiative=initiative,
             actor=None,
             title="",
-            owner=initiative.business_owner,
+            owner=cast(User, initiative.business_owner),
             due_at=dt.datetime(2026, 1, 1),  # naive: the bad input under test
             external_system="jira",
         )
@@ -125,7 +127,7 @@ def test_milestone_needs_aware_due_date_and_paired_ticket_reference():
 
 def test_ticket_can_be_linked_to_one_milestone_only():
     initiative = InitiativeFactory()
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "initiative": initiative,
         "actor": None,
         "owner": initiative.business_owner,
@@ -159,6 +161,6 @@ def test_closed_initiative_takes_no_new_milestones():
             initiative=initiative,
             actor=None,
             title="Late idea",
-            owner=initiative.business_owner,
+            owner=cast(User, initiative.business_owner),
             due_at=timezone.now(),
         )
