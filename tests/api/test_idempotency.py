@@ -179,6 +179,7 @@ def test_a_claim_abandoned_by_a_dead_process_can_be_taken_over(initiative):
     much_later = start + api_services.IDEMPOTENCY_ABANDONED_AFTER + dt.timedelta(seconds=1)
     outcome, record = api_services.idempotency_key_claim(**claim, now=much_later)
     assert outcome is api_services.ClaimOutcome.CLAIMED
+    assert record is not None
     assert record.claimed_at == much_later
 
 
