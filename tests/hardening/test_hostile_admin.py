@@ -28,7 +28,7 @@ from gates.models import Delegation
 from integrations.models import InboundDelivery, Integration, TicketState
 from notifications.models import WebhookEndpoint
 from programs.models import ExternalReference
-from tests.factories import MilestoneFactory, UserFactory
+from tests.factories import InitiativeFactory, MilestoneFactory, UserFactory
 from tests.gates.helpers import submitted_review
 
 pytestmark = pytest.mark.django_db
@@ -42,6 +42,8 @@ NUMBERS = [HUGE, "-1e30", "abc", "2147483647"]
 DATES = ["0001-01-01", "9999-12-31"]
 # For filter parameters, whose type the page does not say.
 ANY = [LONG, NUL, HUGE, "abc", "-1", *DATES]
+# The other roles see the same pages through narrower querysets: fewer values keep it quick.
+FEW = [LONG, HUGE, "9999-12-31"]
 CONTROL_TEXTS = {NUL, CONTROL}
 
 
@@ -96,8 +98,9 @@ class _FormFields(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
-        if tag == "form" and a.get("method", "").lower() == "post" and "id" in a:
-            self._in_form = a["id"].endswith("_form")
+        if tag == "form":
+            # The page's own form, not the header's log-out button.
+            self._in_form = a.get("method", "").lower() == "post" and a.get("id") != "logout-form"
         if not self._in_form or "disabled" in a:
             return
         name = a.get("name")
@@ -222,7 +225,9 @@ def _snapshot(model: type[models.Model]) -> list[dict[str, Any]]:
     return list(model._default_manager.order_by("pk").values())
 
 
-def _changelist(probe: Probe, model: type[models.Model], model_admin: admin.ModelAdmin) -> None:
+def _changelist(
+    probe: Probe, model: type[models.Model], model_admin: admin.ModelAdmin, *, values: list[str]
+) -> None:
     opts = model._meta
     url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
     response = probe.request("get", url)
@@ -234,7 +239,7 @@ def _changelist(probe: Probe, model: type[models.Model], model_admin: admin.Mode
         params.update(spec.expected_parameters())
     queries: list[dict[str, str]] = []
     for param in sorted(params):
-        queries += [{param: v} for v in ANY]
+        queries += [{param: v} for v in values]
     if model_admin.search_fields:
         queries += [{"q": v} for v in [*TEXTS, "%'\"\\"]]
     if model_admin.date_hierarchy:
@@ -321,7 +326,7 @@ ROLES = ["superuser", "pmo", "business_owner", "approver"]
 def test_no_admin_changelist_query_is_a_server_error(world, role):
     probe = Probe(world[role])
     for model, model_admin in list(admin.site._registry.items()):
-        _changelist(probe, model, model_admin)
+        _changelist(probe, model, model_admin, values=ANY if role == "superuser" else FEW)
     assert not probe.failures, "\n".join(probe.failures)
 
 
@@ -335,7 +340,8 @@ def test_no_admin_form_post_is_a_server_error_and_a_refusal_changes_nothing(worl
 
 def test_the_evidence_form_takes_what_a_browser_calls_a_url_and_refuses_the_rest(world):
     """An evidence URL of 501-2048 characters once reached the database past the form (500)."""
-    review = world["review"]
+    other = InitiativeFactory(delivery_lead=UserFactory())
+    review = gates_services.gate_review_open(initiative=other, actor=other.delivery_lead)
     probe = Probe(world["superuser"])
     url = reverse("admin:gates_gatereview_attach", args=[review.pk])
     page = probe.request("get", url)
@@ -358,12 +364,12 @@ def test_nul_in_a_changelist_query_is_a_400(world, query):
     assert response.status_code == 400
 
 
-def test_a_date_hierarchy_at_the_end_of_the_calendar_is_a_400(world):
+@pytest.mark.parametrize("month", ["", "12"])
+def test_a_date_hierarchy_at_the_end_of_the_calendar_is_a_400(world, month):
     client = Client()
     client.force_login(world["superuser"])
-    response = client.get(
-        reverse("admin:notifications_event_changelist"), {"created_at__year": "9999"}
-    )
+    query = {"created_at__year": "9999", **({"created_at__month": month} if month else {})}
+    response = client.get(reverse("admin:notifications_event_changelist"), query)
     assert response.status_code == 400
 
 
