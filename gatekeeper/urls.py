@@ -10,6 +10,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
+import gatekeeper.beat_admin  # noqa: F401 -- re-registers beat's admin (see there)
 from gatekeeper.health import ReadinessView
 from gatekeeper.metrics import metrics_view
 

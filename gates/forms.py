@@ -9,7 +9,15 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from gates import selectors
-from gates.models import REJECT_OUTCOMES, Decision, Delegation, GateApprover, GateReview, Outcome
+from gates.models import (
+    REJECT_OUTCOMES,
+    Decision,
+    Delegation,
+    Evidence,
+    GateApprover,
+    GateReview,
+    Outcome,
+)
 from programs.models import RiskTier
 
 
@@ -46,7 +54,11 @@ class OpenReviewForm(forms.ModelForm):
 
 class EvidenceForm(forms.Form):
     criterion = forms.ChoiceField()
-    url = forms.URLField(required=False, assume_scheme="https")
+    url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        max_length=Evidence._meta.get_field("url").max_length,
+    )
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
 
     def __init__(self, *args: Any, criteria: list[tuple[str, str]], **kwargs: Any) -> None:

@@ -12,8 +12,10 @@ from typing import Any
 
 import pgtrigger
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from gatekeeper.db import (
@@ -23,6 +25,7 @@ from gatekeeper.db import (
     SafeFSMModelMixin,
     inserted_in_this_transaction,
 )
+from gatekeeper.validators import bounded, validate_no_nul, validate_single_line
 from programs.models import Initiative, Milestone, RiskTier
 from programs.stages import Stage
 
@@ -52,11 +55,19 @@ class CriterionKind(models.TextChoices):
     EVIDENCE = "evidence", "Evidence (attached by a person)"
 
 
+# Bounds on a template's numbers: far past any real use, and small enough that due dates and
+# stall deadlines computed from them stay inside what datetime can represent (an unbounded
+# expected_stage_days made every final approval on that version raise OverflowError).
+MAX_QUORUM_N = 50
+MAX_SLA_BUSINESS_DAYS = 365
+MAX_EXPECTED_STAGE_DAYS = 3650
+
+
 class Gate(models.Model):
     """The stable identity of a gate; its rules live in versioned GateTemplate rows."""
 
-    code = models.CharField(max_length=4, unique=True)
-    name = models.CharField(max_length=80)
+    code = models.CharField(max_length=4, unique=True, validators=[validate_single_line])
+    name = models.CharField(max_length=80, validators=[validate_single_line])
     from_stage = models.CharField(max_length=20, choices=Stage.choices, unique=True)
     to_stage = models.CharField(max_length=20, choices=Stage.choices, unique=True)
 
@@ -74,11 +85,19 @@ class GateTemplate(ImmutableModel):
         max_length=10, choices=QuorumPolicy.choices, default=QuorumPolicy.ALL
     )
     # Only for N of M: how many approvals decide; M is the number of approvers resolved.
-    quorum_n = models.PositiveSmallIntegerField(null=True, blank=True)
-    decision_sla_business_days = models.PositiveSmallIntegerField(default=5)
+    quorum_n = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=bounded(1, MAX_QUORUM_N)
+    )
+    decision_sla_business_days = models.PositiveSmallIntegerField(
+        default=5, validators=bounded(1, MAX_SLA_BUSINESS_DAYS)
+    )
     # For stall detection in the stage this gate opens; null where a stage has no end (operations).
-    expected_stage_days = models.PositiveIntegerField(null=True, blank=True)
-    note = models.TextField(blank=True, help_text="Why this version was made.")
+    expected_stage_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=bounded(1, MAX_EXPECTED_STAGE_DAYS)
+    )
+    note = models.TextField(
+        blank=True, help_text="Why this version was made.", validators=[validate_no_nul]
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -96,6 +115,19 @@ class GateTemplate(ImmutableModel):
             models.CheckConstraint(
                 condition=Q(decision_sla_business_days__gte=1), name="gatetemplate_sla_positive"
             ),
+            models.CheckConstraint(
+                condition=Q(decision_sla_business_days__lte=MAX_SLA_BUSINESS_DAYS),
+                name="gatetemplate_sla_bounded",
+            ),
+            models.CheckConstraint(
+                condition=Q(quorum_n__isnull=True) | Q(quorum_n__lte=MAX_QUORUM_N),
+                name="gatetemplate_quorum_n_bounded",
+            ),
+            models.CheckConstraint(
+                condition=Q(expected_stage_days__isnull=True)
+                | Q(expected_stage_days__gte=1, expected_stage_days__lte=MAX_EXPECTED_STAGE_DAYS),
+                name="gatetemplate_expected_stage_days_bounded",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -110,11 +142,11 @@ class Criterion(ImmutableModel):
     template = models.ForeignKey(GateTemplate, on_delete=models.CASCADE, related_name="criteria")
     position = models.PositiveSmallIntegerField()
     # Stable across versions, so evidence can be carried to a new review of a revised template.
-    code = models.SlugField(max_length=60)
-    text = models.CharField(max_length=300)
+    code = models.SlugField(max_length=60, validators=[validate_single_line])
+    text = models.CharField(max_length=300, validators=[validate_single_line])
     kind = models.CharField(max_length=10, choices=CriterionKind.choices)
     # Name of the automatic check in gates.criteria.CHECKS; blank for evidence criteria.
-    check_name = models.CharField(max_length=60, blank=True)
+    check_name = models.CharField(max_length=60, blank=True, validators=[validate_single_line])
     required = models.BooleanField(default=True)
     # Risk tiers this criterion applies to; empty means every tier.
     risk_tiers = models.JSONField(default=list, blank=True)
@@ -189,6 +221,28 @@ class GateApprover(models.Model):
         return f"{self.user} — {self.get_role_display()} ({scope})"
 
 
+# Longest stretch one delegation may cover; a longer absence is named again, so a deputy's
+# power does not quietly outlive the reason it was given (and no range runs to year 9999).
+MAX_DELEGATION_DAYS = 366
+
+
+def delegation_dates_problems(
+    *, starts_on: dt.date, ends_on: dt.date, today: dt.date
+) -> dict[str, str]:
+    """What is absurd about a delegation's date range (field -> why), empty if nothing.
+
+    The order of the two dates is the check constraint's (and the service's) to say.
+    """
+    problems: dict[str, str] = {}
+    if ends_on < today:
+        problems["ends_on"] = "is in the past: a delegation must cover today or a later day"
+    elif (ends_on - starts_on).days + 1 > MAX_DELEGATION_DAYS:
+        problems["ends_on"] = f"a delegation covers at most {MAX_DELEGATION_DAYS} days"
+    if starts_on > today + dt.timedelta(days=MAX_DELEGATION_DAYS):
+        problems["starts_on"] = f"must be within {MAX_DELEGATION_DAYS} days from today"
+    return problems
+
+
 class Delegation(models.Model):
     """An approver's deputy for a date range (inclusive, in the project's time zone)."""
 
@@ -200,7 +254,7 @@ class Delegation(models.Model):
     )
     starts_on = models.DateField()
     ends_on = models.DateField()
-    reason = models.CharField(max_length=200, blank=True)
+    reason = models.CharField(max_length=200, blank=True, validators=[validate_single_line])
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
     )
@@ -221,6 +275,15 @@ class Delegation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.principal} → {self.deputy} ({self.starts_on}..{self.ends_on})"
+
+    def clean(self) -> None:
+        super().clean()
+        if self._state.adding and self.starts_on and self.ends_on:
+            problems = delegation_dates_problems(
+                starts_on=self.starts_on, ends_on=self.ends_on, today=timezone.localdate()
+            )
+            if problems:
+                raise ValidationError(problems)
 
     def covers(self, day: dt.date) -> bool:
         return self.revoked_at is None and self.starts_on <= day <= self.ends_on
@@ -303,8 +366,8 @@ class GateReview(ConcurrentTransitionMixin, SafeFSMModelMixin, models.Model):
     )
     submitted_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
-    decision_summary = models.TextField(blank=True)
-    closed_reason = models.TextField(blank=True)
+    decision_summary = models.TextField(blank=True, validators=[validate_no_nul])
+    closed_reason = models.TextField(blank=True, validators=[validate_no_nul])
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -392,8 +455,10 @@ class Evidence(models.Model):
 
     review = models.ForeignKey(GateReview, on_delete=models.CASCADE, related_name="evidence")
     criterion = models.ForeignKey(Criterion, on_delete=models.PROTECT, related_name="+")
-    url = models.URLField(max_length=500, blank=True)
-    note = models.TextField(blank=True)
+    # 2048 is what browsers and Django's URL validator accept; document links (SharePoint,
+    # Confluence) routinely pass 500.
+    url = models.URLField(max_length=2048, blank=True, validators=[validate_single_line])
+    note = models.TextField(blank=True, validators=[validate_no_nul])
     attached_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -438,7 +503,7 @@ class Approval(models.Model):
     status = models.CharField(
         max_length=10, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
     )
-    comment = models.TextField(blank=True)
+    comment = models.TextField(blank=True, validators=[validate_no_nul])
     # The outcome a rejecting approver chose (recycle, hold, kill).
     outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True)
     # Who actually decided: the approver, or their deputy (then both names are on record).
@@ -535,7 +600,7 @@ class GateCondition(models.Model):
 
     review = models.ForeignKey(GateReview, on_delete=models.CASCADE, related_name="conditions")
     approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="conditions")
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[validate_single_line])
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     due_at = models.DateTimeField()
     milestone = models.OneToOneField(

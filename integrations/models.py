@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from gatekeeper.validators import bounded, validate_no_nul, validate_single_line
 from programs.roles import INTEGRATIONS
 
 
@@ -34,14 +35,19 @@ EXTERNAL_SYSTEM = {IntegrationKind.JIRA: "jira", IntegrationKind.SERVICENOW: "se
 class Integration(models.Model):
     """One ticketing system allowed to move milestones, with the secret it signs requests with."""
 
-    name = models.CharField(max_length=120, unique=True)
+    name = models.CharField(max_length=120, unique=True, validators=[validate_single_line])
     slug = models.SlugField(
-        max_length=60, unique=True, help_text="Part of the webhook URL, e.g. jira-prod."
+        max_length=60,
+        unique=True,
+        help_text="Part of the webhook URL, e.g. jira-prod.",
+        validators=[validate_single_line],
     )
     kind = models.CharField(max_length=16, choices=IntegrationKind.choices)
     # Used as the HMAC key, so it is stored as is; it is shown once (on creation or rotation) and
     # masked everywhere else.
-    secret = models.CharField(max_length=100, default=generate_secret, editable=False)
+    secret = models.CharField(
+        max_length=100, default=generate_secret, editable=False, validators=[validate_single_line]
+    )
     business_units = models.ManyToManyField(
         "programs.BusinessUnit",
         blank=True,
@@ -103,8 +109,8 @@ class InboundDelivery(models.Model):
         Integration, on_delete=models.PROTECT, related_name="deliveries"
     )
     # Jira's X-Atlassian-Webhook-Identifier; ServiceNow's sys_id + updated_on.
-    delivery_id = models.CharField(max_length=200)
-    event_type = models.CharField(max_length=64, blank=True)
+    delivery_id = models.CharField(max_length=200, validators=[validate_single_line])
+    event_type = models.CharField(max_length=64, blank=True, validators=[validate_single_line])
     body = models.JSONField()
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     status = models.CharField(
@@ -115,9 +121,9 @@ class InboundDelivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
-    last_error = models.TextField(blank=True)
+    last_error = models.TextField(blank=True, validators=[validate_no_nul])
     applied_at = models.DateTimeField(null=True, blank=True)
-    result_note = models.CharField(max_length=500, blank=True)
+    result_note = models.CharField(max_length=500, blank=True, validators=[validate_single_line])
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -142,18 +148,27 @@ class InboundDelivery(models.Model):
         return f"{self.integration.slug}:{self.delivery_id} ({self.status})"
 
 
+# The last millisecond of year 9999: a later "timestamp" is no time at all.
+MAX_EVENT_TS = 253_402_300_799_999
+
+
 class TicketState(models.Model):
     """The newest event applied per ticket, so an older event delivered late is ignored."""
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="tickets")
-    issue_key = models.CharField(max_length=100)
+    issue_key = models.CharField(max_length=100, validators=[validate_single_line])
     # Milliseconds since the epoch, as Jira's ``timestamp`` (ServiceNow's updated_on converted).
-    last_event_ts = models.BigIntegerField()
+    last_event_ts = models.BigIntegerField(validators=bounded(-1, MAX_EVENT_TS))
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["integration", "issue_key"], name="ticket_state_once")
+            # -1 is the "nothing applied yet" a new row starts with.
+            models.CheckConstraint(
+                condition=Q(last_event_ts__gte=-1, last_event_ts__lte=MAX_EVENT_TS),
+                name="ticket_state_ts_bounded",
+            ),
+            models.UniqueConstraint(fields=["integration", "issue_key"], name="ticket_state_once"),
         ]
 
     def __str__(self) -> str:

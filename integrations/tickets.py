@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from integrations.models import IntegrationKind
+from integrations.models import MAX_EVENT_TS, IntegrationKind, TicketState
+
+_KEY_MAX_LENGTH = TicketState._meta.get_field("issue_key").max_length or 0
 
 
 class TicketChange(Enum):
@@ -26,6 +28,13 @@ class TicketEvent:
     key: str
     change: TicketChange
     timestamp_ms: int
+
+    def __post_init__(self) -> None:
+        # Kept in TicketState: a key or a time that table cannot hold is no event we act on.
+        if not 0 <= self.timestamp_ms <= MAX_EVENT_TS:
+            raise Unsupported(f"timestamp {self.timestamp_ms} is not a time (milliseconds)")
+        if len(self.key) > _KEY_MAX_LENGTH or not self.key.isprintable():
+            raise Unsupported(f"{self.key[:40]!r}… is not a ticket key")
 
 
 class Unsupported(Exception):

@@ -19,6 +19,7 @@ from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 
+from gatekeeper.validators import validate_no_nul, validate_single_line
 from notifications.destinations import destination_problem
 
 
@@ -29,8 +30,8 @@ class Event(models.Model):
     ever be recorded once, whichever worker or sweep tries to record it.
     """
 
-    type = models.CharField(max_length=64, db_index=True)
-    key = models.CharField(max_length=200, unique=True)
+    type = models.CharField(max_length=64, db_index=True, validators=[validate_single_line])
+    key = models.CharField(max_length=200, unique=True, validators=[validate_single_line])
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -76,13 +77,16 @@ def event_types_problem(value: Any) -> str | None:
 class WebhookEndpoint(models.Model):
     """A receiver registered by an integration owner; events are POSTed to it, signed."""
 
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_single_line])
     # Plain http(s) only: the transport speaks HTTP, and an ftp:// URL would fail at send time.
-    url = models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
+    url = models.URLField(
+        max_length=500, validators=[URLValidator(schemes=["http", "https"]), validate_single_line]
+    )
     secret = models.CharField(
         max_length=120,
         default=generate_webhook_secret,
         help_text="Standard Webhooks signing secret (whsec_…); the receiver verifies with it.",
+        validators=[validate_single_line],
     )
     event_types = models.JSONField(
         default=list,
@@ -101,7 +105,9 @@ class WebhookEndpoint(models.Model):
         related_name="webhook_endpoints",
         help_text="Told when the endpoint is disabled (e.g. it answered 410 Gone).",
     )
-    disabled_reason = models.CharField(max_length=300, blank=True)
+    disabled_reason = models.CharField(
+        max_length=300, blank=True, validators=[validate_single_line]
+    )
     disabled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -165,7 +171,7 @@ class Delivery(models.Model):
         blank=True,
         related_name="+",
     )
-    recipient_email = models.EmailField(blank=True)
+    recipient_email = models.EmailField(blank=True, validators=[validate_single_line])
     endpoint = models.ForeignKey(
         WebhookEndpoint,
         on_delete=models.SET_NULL,
@@ -184,7 +190,7 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
-    last_error = models.TextField(blank=True)
+    last_error = models.TextField(blank=True, validators=[validate_no_nul])
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -248,10 +254,10 @@ class Notification(models.Model):
     delivery = models.OneToOneField(
         Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="notification"
     )
-    event_type = models.CharField(max_length=64)
-    title = models.CharField(max_length=300)
-    body = models.TextField(blank=True)
-    link = models.CharField(max_length=500, blank=True)
+    event_type = models.CharField(max_length=64, validators=[validate_single_line])
+    title = models.CharField(max_length=300, validators=[validate_single_line])
+    body = models.TextField(blank=True, validators=[validate_no_nul])
+    link = models.CharField(max_length=500, blank=True, validators=[validate_single_line])
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)
 

@@ -15,6 +15,7 @@ from django.db.models import Q
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from gatekeeper.db import AppendOnlyModel, Guard, SafeFSMModelMixin, inserted_in_this_transaction
+from gatekeeper.validators import validate_no_nul, validate_single_line
 from programs import guards
 from programs.stages import ACTIVE_STAGES, CANCELLABLE_STAGES, Stage
 
@@ -22,8 +23,8 @@ from programs.stages import ACTIVE_STAGES, CANCELLABLE_STAGES, Stage
 class BusinessUnit(models.Model):
     """A business line. Its members are the people a business owner must come from."""
 
-    code = models.SlugField(max_length=32, unique=True)
-    name = models.CharField(max_length=120, unique=True)
+    code = models.SlugField(max_length=32, unique=True, validators=[validate_single_line])
+    name = models.CharField(max_length=120, unique=True, validators=[validate_single_line])
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="business_units"
     )
@@ -89,10 +90,13 @@ _STAGE_MOVE_RECORDED = Guard(
 
 class Initiative(ConcurrentTransitionMixin, SafeFSMModelMixin, models.Model):
     key = models.CharField(
-        max_length=20, unique=True, help_text="Stable human key (AI-042) used by ticketing systems."
+        max_length=20,
+        unique=True,
+        help_text="Stable human key (AI-042) used by ticketing systems.",
+        validators=[validate_single_line],
     )
-    name = models.CharField(max_length=200)
-    summary = models.TextField(blank=True)
+    name = models.CharField(max_length=200, validators=[validate_single_line])
+    summary = models.TextField(blank=True, validators=[validate_no_nul])
     business_unit = models.ForeignKey(
         BusinessUnit, on_delete=models.PROTECT, related_name="initiatives"
     )
@@ -119,7 +123,9 @@ class Initiative(ConcurrentTransitionMixin, SafeFSMModelMixin, models.Model):
     )
     risk_tier = models.CharField(max_length=10, choices=RiskTier.choices, default=RiskTier.MEDIUM)
     target_workflow = models.TextField(
-        blank=True, help_text="Which business process changes when this runs in operations."
+        blank=True,
+        help_text="Which business process changes when this runs in operations.",
+        validators=[validate_no_nul],
     )
     stage = FSMField(default=Stage.PROPOSED, choices=Stage.choices, protected=True, db_index=True)
     # Where `resume` returns to, and the clock of the stay it interrupted; set only while on
@@ -257,8 +263,8 @@ class Direction(models.TextChoices):
 
 class SuccessMetric(models.Model):
     initiative = models.ForeignKey(Initiative, on_delete=models.CASCADE, related_name="metrics")
-    name = models.CharField(max_length=200)
-    unit = models.CharField(max_length=40, blank=True)
+    name = models.CharField(max_length=200, validators=[validate_single_line])
+    unit = models.CharField(max_length=40, blank=True, validators=[validate_single_line])
     baseline = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     target = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.HIGHER)
@@ -317,7 +323,7 @@ class MilestoneStatus(models.TextChoices):
 class Milestone(models.Model):
     initiative = models.ForeignKey(Initiative, on_delete=models.CASCADE, related_name="milestones")
     stage = models.CharField(max_length=20, choices=Stage.choices)
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[validate_single_line])
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="milestones"
     )
@@ -329,11 +335,11 @@ class Milestone(models.Model):
     completed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    waive_reason = models.TextField(blank=True)
+    waive_reason = models.TextField(blank=True, validators=[validate_no_nul])
     # A condition attached by a Conditional Go: the next gate stays closed while it is open.
     is_gate_condition = models.BooleanField(default=False)
-    external_system = models.CharField(max_length=40, blank=True)
-    external_key = models.CharField(max_length=100, blank=True)
+    external_system = models.CharField(max_length=40, blank=True, validators=[validate_single_line])
+    external_key = models.CharField(max_length=100, blank=True, validators=[validate_single_line])
     # Set when the linked ticket is deleted in its system: flagged for a person to decide, since
     # deleting a ticket says nothing about whether the work was done.
     external_deleted_at = models.DateTimeField(null=True, blank=True)
@@ -357,6 +363,11 @@ class Milestone(models.Model):
             models.CheckConstraint(
                 condition=~Q(status=MilestoneStatus.WAIVED) | ~Q(waive_reason=""),
                 name="milestone_waived_has_reason",
+            ),
+            # 2 is MilestoneAlert.Level.ESCALATED (declared below), the last level there is.
+            models.CheckConstraint(
+                condition=Q(alert_level__lte=2),
+                name="milestone_alert_level_known",
             ),
             models.UniqueConstraint(
                 fields=["external_system", "external_key"],
@@ -390,9 +401,9 @@ class ExternalReference(models.Model):
     initiative = models.ForeignKey(
         Initiative, on_delete=models.CASCADE, related_name="external_refs"
     )
-    system = models.CharField(max_length=40)
-    key = models.CharField(max_length=100)
-    url = models.URLField(blank=True)
+    system = models.CharField(max_length=40, validators=[validate_single_line])
+    key = models.CharField(max_length=100, validators=[validate_single_line])
+    url = models.URLField(blank=True, validators=[validate_single_line])
 
     class Meta:
         constraints = [
@@ -410,13 +421,13 @@ class StageTransition(AppendOnlyModel):
     """
 
     initiative = models.ForeignKey(Initiative, on_delete=models.PROTECT, related_name="transitions")
-    transition = models.CharField(max_length=40)
+    transition = models.CharField(max_length=40, validators=[validate_single_line])
     from_stage = models.CharField(max_length=20, choices=Stage.choices)
     to_stage = models.CharField(max_length=20, choices=Stage.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
     )
-    reason = models.TextField(blank=True)
+    reason = models.TextField(blank=True, validators=[validate_no_nul])
     # Reference to gates.GateReview by id: programs may not import gates (DESIGN.md §2).
     gate_review_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

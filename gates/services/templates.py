@@ -17,6 +17,8 @@ from gates import events
 from gates.criteria import CHECKS
 from gates.models import (
     ASSIGNABLE_ROLES,
+    MAX_EXPECTED_STAGE_DAYS,
+    MAX_SLA_BUSINESS_DAYS,
     ApproverRule,
     Criterion,
     CriterionKind,
@@ -26,6 +28,7 @@ from gates.models import (
     GateRole,
     GateTemplate,
     QuorumPolicy,
+    delegation_dates_problems,
 )
 from gates.services._common import Errors, groups_of, require_perm
 from programs.models import BusinessUnit, RiskTier
@@ -106,10 +109,12 @@ def gate_template_revise(
             errors.add("quorum_n", f"N ({quorum_n}) exceeds the {len(approvers)} approver roles")
     else:
         errors.add("quorum_policy", f"must be one of {', '.join(QuorumPolicy.values)}")
-    if decision_sla_business_days < 1:
-        errors.add("decision_sla_business_days", "must be at least 1 business day")
-    if expected_stage_days is not None and expected_stage_days < 1:
-        errors.add("expected_stage_days", "must be at least 1 day (or empty)")
+    if not 1 <= decision_sla_business_days <= MAX_SLA_BUSINESS_DAYS:
+        errors.add(
+            "decision_sla_business_days", f"must be 1 to {MAX_SLA_BUSINESS_DAYS} business days"
+        )
+    if expected_stage_days is not None and not 1 <= expected_stage_days <= MAX_EXPECTED_STAGE_DAYS:
+        errors.add("expected_stage_days", f"must be 1 to {MAX_EXPECTED_STAGE_DAYS} days (or empty)")
     errors.raise_if_any(f"The {gate.code} template revision has invalid fields.")
 
     with transaction.atomic():
@@ -192,6 +197,11 @@ def delegation_create(
         errors.add("deputy", "an approver cannot be their own deputy")
     if ends_on < starts_on:
         errors.add("ends_on", "must be on or after the start date")
+    today = timezone.localdate()
+    for field, problem in delegation_dates_problems(
+        starts_on=starts_on, ends_on=ends_on, today=today
+    ).items():
+        errors.add(field, problem)
     if not deputy.is_active:
         errors.add("deputy", f"{deputy} is not an active user")
     if INTEGRATIONS in groups_of(deputy):

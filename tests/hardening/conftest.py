@@ -1,0 +1,3 @@
+from tests.gates.conftest import initiative, panel
+
+__all__ = ["initiative", "panel"]
