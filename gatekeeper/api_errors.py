@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -19,17 +19,35 @@ PROBLEM_BASE = "https://gatekeeper.dev/problems/"
 logger = logging.getLogger(__name__)
 
 
-def problem(
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def problem_body(
     status: int, type_slug: str, title: str, detail: str, errors: dict[str, Any] | None = None
-) -> Response:
-    body = {
+) -> dict[str, Any]:
+    """The one error shape: every 4xx/5xx of the API, the inbound webhooks and the middleware."""
+    return {
         "type": PROBLEM_BASE + type_slug,
         "title": title,
         "status": status,
         "detail": detail,
         "errors": errors or {},
     }
-    return Response(body, status=status, content_type="application/problem+json")
+
+
+def problem(
+    status: int, type_slug: str, title: str, detail: str, errors: dict[str, Any] | None = None
+) -> Response:
+    body = problem_body(status, type_slug, title, detail, errors)
+    return Response(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def problem_response(
+    status: int, type_slug: str, title: str, detail: str, errors: dict[str, Any] | None = None
+) -> JsonResponse:
+    """The same shape for plain Django views and middleware (no DRF request around them)."""
+    body = problem_body(status, type_slug, title, detail, errors)
+    return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
 
 
 def _flatten(data: Any) -> dict[str, Any]:

@@ -13,10 +13,10 @@ import datetime as dt
 import json
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 
-from gatekeeper.api_errors import PROBLEM_BASE
+from gatekeeper.api_errors import problem_response
 from gatekeeper.validators import contains_nul
 
 # Date-part lookups (the admin's date hierarchy: ?created_at__year=…&created_at__month=…) and the
@@ -30,14 +30,7 @@ _DATE_PARTS = {
 
 
 def _bad_request(detail: str) -> HttpResponse:
-    body = {
-        "type": PROBLEM_BASE + "invalid-input",
-        "title": "Invalid input",
-        "status": 400,
-        "detail": detail,
-        "errors": {},
-    }
-    return JsonResponse(body, status=400, content_type="application/problem+json")
+    return problem_response(400, "invalid-input", "Invalid input", detail)
 
 
 def _date_part_problem(key: str, value: str) -> str | None:

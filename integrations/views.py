@@ -17,7 +17,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from gatekeeper.api_errors import PROBLEM_BASE
+from gatekeeper.api_errors import problem_response
 from integrations import services
 from integrations.models import Integration, IntegrationKind
 
@@ -25,9 +25,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def _problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JsonResponse:
-    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
-    body["errors"] = extra.pop("errors", {})
-    response = JsonResponse(body, status=status, content_type="application/problem+json")
+    response = problem_response(status, slug, title, detail, extra.pop("errors", None))
     for header, value in extra.items():
         response[header] = value
     return response
