@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint typecheck check services bench graph clean
+.PHONY: install run test lint typecheck check services bench bench-data bench-engine bench-reads \
+	bench-sweeps graph clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,8 +37,22 @@ typecheck: install
 
 check: lint typecheck
 
+## Benchmarks (bench/README.md): each builds and drops its own database on the local server.
+## BENCH_ARGS=--quick for the CI size; `make bench` runs them all at that size.
 bench: install services
-	DJANGO_SETTINGS_MODULE=gatekeeper.settings_test $(PY) bench/run.py
+	for name in generate engine reads sweeps; do $(PY) -m bench.$$name --quick || exit 1; done
+
+bench-data: install services
+	$(PY) -m bench.generate $(BENCH_ARGS)
+
+bench-engine: install services
+	$(PY) -m bench.engine $(BENCH_ARGS)
+
+bench-reads: install services
+	$(PY) -m bench.reads $(BENCH_ARGS)
+
+bench-sweeps: install services
+	$(PY) -m bench.sweeps $(BENCH_ARGS)
 
 graph: install
 	DJANGO_DEBUG=1 $(PY) manage.py lifecycle_graph

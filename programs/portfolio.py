@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -34,21 +34,24 @@ def portfolio_summary(*, user: Any, now: dt.datetime | None = None) -> dict[str,
     now = now or timezone.now()
     visible = initiatives_visible_to(user).order_by()
     ids = visible.values("pk")
+    # Every initiative has a business unit: the per-stage totals are the unit cells summed.
     by_stage = {s.value: 0 for s in Stage}
-    for row in visible.values("stage").annotate(n=Count("pk", distinct=True)):
-        by_stage[row["stage"]] = row["n"]
     by_unit: dict[str, dict[str, int]] = defaultdict(lambda: {s.value: 0 for s in Stage})
     for row in visible.values("business_unit__code", "stage").annotate(
         n=Count("pk", distinct=True)
     ):
         by_unit[row["business_unit__code"]][row["stage"]] = row["n"]
+        by_stage[row["stage"]] += row["n"]
 
     overdue_milestone = Milestone.objects.filter(
         initiative=OuterRef("pk"), status=MilestoneStatus.OPEN, due_at__lt=now
     )
     scoped = Initiative.objects.filter(pk__in=ids)
-    overdue = scoped.filter(Exists(overdue_milestone)).count()
-    stalled = scoped.filter(stage__in=ACTIVE_STAGES, stall_at__lte=now).count()
+    late = scoped.aggregate(
+        overdue=Count("pk", filter=Q(Exists(overdue_milestone))),
+        stalled=Count("pk", filter=Q(stage__in=ACTIVE_STAGES, stall_at__lte=now)),
+    )
+    overdue, stalled = late["overdue"], late["stalled"]
 
     days_in_stage: dict[str, list[float]] = defaultdict(list)
     for stage, entered in scoped.filter(stage__in=ACTIVE_STAGES).values_list(
@@ -60,9 +63,13 @@ def portfolio_summary(*, user: Any, now: dt.datetime | None = None) -> dict[str,
         for stage in ACTIVE_STAGES
     }
 
-    reached = StageTransition.objects.filter(initiative__in=ids)
-    entered_pilot = reached.filter(to_stage=Stage.PILOT).values("initiative").distinct().count()
-    reached_ops = reached.filter(to_stage=Stage.OPERATIONS).values("initiative").distinct().count()
+    reached = StageTransition.objects.filter(
+        initiative__in=ids, to_stage__in=(Stage.PILOT, Stage.OPERATIONS)
+    ).aggregate(
+        pilot=Count("initiative", distinct=True, filter=Q(to_stage=Stage.PILOT)),
+        operations=Count("initiative", distinct=True, filter=Q(to_stage=Stage.OPERATIONS)),
+    )
+    entered_pilot, reached_ops = reached["pilot"], reached["operations"]
     return {
         "generated_at": now,
         "total": sum(by_stage.values()),

@@ -1,0 +1,1 @@
+"""Benchmarks: each script builds a throwaway PostgreSQL database, measures, and drops it."""

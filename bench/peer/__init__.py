@@ -1,0 +1,1 @@
+"""The peer a Django developer would build instead of Gatekeeper's engine (bench only)."""

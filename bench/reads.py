@@ -1,0 +1,212 @@
+"""P2: the PMO's portfolio reads on a generated portfolio, each next to hand-written SQL that
+computes the same numbers (``RAW_*`` below), timed in interleaved rounds in one process.
+
+- ``programs.portfolio.portfolio_summary`` (what /api/v1/portfolio/summary returns);
+- the initiative list API, ``GET /api/v1/initiatives/?limit=50`` as a PMO user (django.test.Client,
+  session login: middleware, auth, serialization and JSON included);
+- the PMO dashboard page, ``GET /dashboard/`` (every panel, rendered).
+
+The raw side runs its SQL through the same connection and fetches every row into Python, but
+renders nothing; its SQL is the smart version a person would write (aggregates pushed into the
+database, partial indexes used).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from bench import common
+
+TARGET_QUERIES = 6
+TARGET_RATIO = 1.5
+SLOW_S = 60.0
+
+ACTIVE = "('proposed', 'pilot', 'integration', 'hardening')"
+
+RAW_SUMMARY = [
+    """SELECT u.code, i.stage, count(*) FROM programs_initiative i
+       JOIN programs_businessunit u ON u.id = i.business_unit_id GROUP BY 1, 2""",
+    f"""SELECT
+         (SELECT count(DISTINCT initiative_id) FROM programs_milestone
+           WHERE status = 'open' AND due_at < now()),
+         (SELECT count(*) FROM programs_initiative
+           WHERE stage IN {ACTIVE} AND stall_at <= now())""",
+    f"""SELECT stage, percentile_cont(0.5) WITHIN GROUP
+           (ORDER BY extract(epoch FROM now() - stage_entered_at) / 86400)
+       FROM programs_initiative WHERE stage IN {ACTIVE} GROUP BY stage""",
+    """SELECT count(DISTINCT initiative_id) FILTER (WHERE to_stage = 'pilot'),
+              count(DISTINCT initiative_id) FILTER (WHERE to_stage = 'operations')
+       FROM programs_stagetransition WHERE to_stage IN ('pilot', 'operations')""",
+]
+
+RAW_LIST = [
+    "SELECT count(*) FROM programs_initiative",
+    """SELECT i.key, i.name, i.summary, u.code, o.username, s.username, l.username, i.risk_tier,
+              i.target_workflow, i.stage, i.held_from, i.stage_entered_at, i.stall_at, i.health,
+              i.created_at, i.updated_at,
+              (SELECT coalesce(json_agg(json_build_object('system', r.system, 'key', r.key,
+                                                          'url', r.url) ORDER BY r.system, r.key),
+                               '[]')
+                 FROM programs_externalreference r WHERE r.initiative_id = i.id)
+       FROM programs_initiative i
+       JOIN programs_businessunit u ON u.id = i.business_unit_id
+       LEFT JOIN auth_user o ON o.id = i.business_owner_id
+       LEFT JOIN auth_user s ON s.id = i.sponsor_id
+       LEFT JOIN auth_user l ON l.id = i.delivery_lead_id
+       ORDER BY i.key LIMIT 50""",
+]
+
+RAW_DASHBOARD = [
+    # One row per initiative with every figure the page shows (the in-stage and stalled panels).
+    """WITH ms AS (
+           SELECT initiative_id, count(*) AS n_open,
+                  count(*) FILTER (WHERE due_at < now()) AS n_overdue,
+                  min(due_at) FILTER (WHERE due_at < now()) AS oldest_overdue
+           FROM programs_milestone WHERE status = 'open' GROUP BY initiative_id
+       ), tr AS (
+           SELECT initiative_id, max(created_at) AS last_move,
+                  min(created_at) FILTER (WHERE to_stage = 'pilot') AS pilot_at,
+                  min(created_at) FILTER (WHERE to_stage = 'operations') AS operations_at
+           FROM programs_stagetransition GROUP BY initiative_id
+       )
+       SELECT i.id, i.key, i.name, u.code, u.name, i.stage, i.risk_tier, i.health,
+              o.username, o.first_name, o.last_name, s.username, l.username,
+              i.stage_entered_at, i.stall_at, coalesce(ms.n_open, 0), coalesce(ms.n_overdue, 0),
+              ms.oldest_overdue,
+              EXISTS (SELECT 1 FROM programs_successmetric m WHERE m.initiative_id = i.id
+                      AND m.baseline IS NOT NULL AND m.target IS NOT NULL),
+              tr.last_move, tr.pilot_at, tr.operations_at
+       FROM programs_initiative i
+       JOIN programs_businessunit u ON u.id = i.business_unit_id
+       LEFT JOIN auth_user o ON o.id = i.business_owner_id
+       LEFT JOIN auth_user s ON s.id = i.sponsor_id
+       LEFT JOIN auth_user l ON l.id = i.delivery_lead_id
+       LEFT JOIN ms ON ms.initiative_id = i.id
+       LEFT JOIN tr ON tr.initiative_id = i.id
+       ORDER BY i.key""",
+    # Funnel and unit x stage.
+    """SELECT u.code, i.stage, count(*) FROM programs_initiative i
+       JOIN programs_businessunit u ON u.id = i.business_unit_id GROUP BY 1, 2""",
+    # Overdue milestones by owner.
+    """SELECT m.id, m.title, m.due_at, i.key, p.id, p.username, p.first_name, p.last_name
+       FROM programs_milestone m JOIN programs_initiative i ON i.id = m.initiative_id
+       JOIN auth_user p ON p.id = m.owner_id
+       WHERE m.status = 'open' AND m.due_at < now() ORDER BY p.id, m.due_at, m.id""",
+    # Flow: conversion and median completed stay per active stage, per unit. A stay ends with a
+    # record leaving an active stage for anything but on hold; its length is the time spent in
+    # active stages since the previous stay ended (hold time excluded).
+    f"""WITH t AS (
+           SELECT st.id, st.initiative_id, u.code, st.from_stage, st.created_at,
+                  st.created_at - coalesce(lag(st.created_at) OVER w, i.created_at) AS spent,
+                  st.from_stage IN {ACTIVE} AND st.to_stage <> 'on_hold' AS ends
+           FROM programs_stagetransition st
+           JOIN programs_initiative i ON i.id = st.initiative_id
+           JOIN programs_businessunit u ON u.id = i.business_unit_id
+           WINDOW w AS (PARTITION BY st.initiative_id ORDER BY st.created_at, st.id)
+       ), s AS (
+           SELECT *, coalesce(sum(ends::int) OVER (PARTITION BY initiative_id
+                     ORDER BY created_at, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+                     0) AS stay
+           FROM t
+       ), stays AS (
+           SELECT code, max(from_stage) FILTER (WHERE ends) AS stage,
+                  extract(epoch FROM sum(spent) FILTER (WHERE from_stage IN {ACTIVE})) / 86400
+                     AS days
+           FROM s GROUP BY code, initiative_id, stay HAVING bool_or(ends)
+       )
+       SELECT code, stage, percentile_cont(0.5) WITHIN GROUP (ORDER BY days), count(*)
+       FROM stays GROUP BY ROLLUP (code), stage""",
+    """SELECT u.code, count(DISTINCT st.initiative_id) FILTER (WHERE st.to_stage = 'pilot'),
+              count(DISTINCT st.initiative_id) FILTER (WHERE st.to_stage = 'operations')
+       FROM programs_stagetransition st JOIN programs_initiative i ON i.id = st.initiative_id
+       JOIN programs_businessunit u ON u.id = i.business_unit_id
+       WHERE st.to_stage IN ('pilot', 'operations') GROUP BY ROLLUP (u.code)""",
+]
+
+
+def raw(statements: list[str]) -> int:
+    from django.db import connection
+
+    rows = 0
+    with connection.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql)
+            rows += len(cursor.fetchall())
+    return rows
+
+
+def main() -> None:
+    from bench import generate
+
+    args = common.arguments(
+        __doc__.splitlines()[0],
+        initiatives={"type": int, "default": None, "help": "default 100000 (quick: 2000)"},
+        rounds={"type": int, "default": None},
+    )
+    common.setup()
+    size = generate.QUICK if args.quick else generate.FULL
+    if args.initiatives:
+        size = generate.Size(initiatives=args.initiatives)
+    rounds = args.rounds or (5 if args.quick else 3)
+    with common.throwaway_database():
+        generate.generate(size)
+        run(size.initiatives, rounds)
+
+
+def run(initiatives: int, rounds: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    from programs.portfolio import portfolio_summary
+    from programs.roles import PMO
+
+    pmo = get_user_model().objects.create_user(username="bench.pmo", email="pmo@example.com")
+    pmo.groups.add(Group.objects.get(name=PMO))
+    pmo = get_user_model().objects.get(pk=pmo.pk)
+    client = Client()
+    client.force_login(pmo)
+
+    def get(path: str):
+        def fetch() -> int:
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+            return len(response.content)
+
+        return fetch
+
+    cases = [
+        ("portfolio_summary", lambda: portfolio_summary(user=pmo), RAW_SUMMARY),
+        ("GET /api/v1/initiatives/?limit=50", get("/api/v1/initiatives/?limit=50"), RAW_LIST),
+        ("GET /dashboard/", get("/dashboard/"), RAW_DASHBOARD),
+    ]
+    print(f"P2 portfolio reads at {initiatives:,} initiatives, {rounds} interleaved rounds")
+    verdicts = []
+    for name, ours_fn, statements in cases:
+        ours = common.Samples(f"{name}")
+        theirs = common.Samples("  hand-written SQL, same numbers")
+        # The counted runs also warm caches; a read that takes minutes is timed once, by them.
+        raw_fn = partial(raw, statements)
+        first, (ours.queries, _) = common.timed(partial(common.count_queries, ours_fn))
+        raw_first, (theirs.queries, _) = common.timed(partial(common.count_queries, raw_fn))
+        if first > SLOW_S:
+            ours.add(first)
+            theirs.add(raw_first)
+            print(f"  ({name} took {first:.0f} s: timed once, not in {rounds} rounds)")
+        pair: list[tuple[common.Samples, Callable[[], Any]]] = [(ours, ours_fn), (theirs, raw_fn)]
+        for n in range(rounds if first <= SLOW_S else 0):
+            for samples, fn in pair if n % 2 else reversed(pair):
+                took, _ = common.timed(fn)
+                samples.add(took)
+        print(ours.line())
+        print(theirs.line())
+        ratio = ours.median / theirs.median
+        print(f"  ratio ours/raw (median): {ratio:.2f}x")
+        verdicts.append(common.target(f"{name} queries", ours.queries, TARGET_QUERIES))
+        verdicts.append(common.target(f"{name} vs raw SQL, median ratio", ratio, TARGET_RATIO, "x"))
+
+
+if __name__ == "__main__":
+    main()
