@@ -251,8 +251,11 @@ def enqueue_dispatch(delivery_ids: list[int], *, expires: float | None = None) -
     from notifications.tasks import dispatch
 
     try:
-        for delivery_id in delivery_ids:
-            dispatch.apply_async(args=[[delivery_id]], expires=expires)
+        # One message per delivery (a slow webhook must not hold up an email), sent over one
+        # producer connection: a sweep's or a decision's messages share its set-up cost.
+        with dispatch.app.producer_or_acquire() as producer:
+            for delivery_id in delivery_ids:
+                dispatch.apply_async(args=[[delivery_id]], expires=expires, producer=producer)
     except Exception:  # kombu/redis raise several types for an unreachable broker
         logger.warning(
             "could not enqueue dispatch of deliveries %s; they stay pending for the "
