@@ -1,20 +1,101 @@
-"""Knox token authentication that refuses malformed credentials instead of crashing on them."""
+"""Knox token authentication that refuses malformed credentials instead of crashing on them,
+and counts every refused token against the address in django-axes, like a wrong password."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from axes.conf import settings  # Django settings with axes defaults filled in
+from axes.handlers.proxy import AxesProxyHandler
+from axes.helpers import get_cool_off
+from django.contrib.auth.signals import user_login_failed
+from django.http import HttpRequest
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from rest_framework import exceptions
+from rest_framework.authentication import get_authorization_header
 
 # Knox issues hex strings; anything else (non-UTF-8 bytes, NUL, spaces) can't be a token and
 # would otherwise reach the database query or the UTF-8 decode and turn into a 500.
 _TOKEN = re.compile(rb"[0-9A-Za-z_-]{1,200}")
 
+# Axes records failures under a "username". Token attempts get a label no real username can
+# take (the colon is outside Django's username characters): 8 characters of the token, fewer
+# than the 15 knox itself keeps in plain text, so an admin can tell which token keeps failing
+# and the label gives nothing away.
+API_TOKEN_LABEL = "api-token:"
+_PREFIX_LENGTH = 8
+
+
+class TooManyFailedLogins(exceptions.APIException):
+    status_code = 429
+    default_detail = "Too many failed sign-in attempts."
+    default_code = "too_many_failed_logins"
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(
+            f"Too many failed sign-in attempts from this address; try again in {wait} seconds."
+        )
+        self.wait = wait  # DRF turns this into Retry-After
+
+
+def axes_lockout_parameters(request_or_attempt: Any, credentials: dict[str, Any] | None) -> list:
+    """Passwords lock a username or an address; tokens lock only the address.
+
+    A guessed token names no account, so a per-label lockout would stop nothing, and the
+    address-only check is the one cheap query every token request pays.
+    """
+    username = (credentials or {}).get("username") or getattr(request_or_attempt, "username", "")
+    if isinstance(username, str) and username.startswith(API_TOKEN_LABEL):
+        return ["ip_address"]
+    return ["username", "ip_address"]
+
+
+def _label(auth: list[bytes]) -> str:
+    if len(auth) == 2 and _TOKEN.fullmatch(auth[1]):
+        return API_TOKEN_LABEL + auth[1][:_PREFIX_LENGTH].decode("ascii")
+    return API_TOKEN_LABEL + "malformed"
+
+
+def _locked_out(request: HttpRequest) -> TooManyFailedLogins:
+    cool_off = get_cool_off(request)
+    # The API answers with its own problem+json; left set, this flag would make AxesMiddleware
+    # swap that answer for the admin's HTML lockout page.
+    request.axes_locked_out = False  # type: ignore[attr-defined]
+    return TooManyFailedLogins(int(cool_off.total_seconds()) if cool_off else 0)
+
+
+def _record_failure(request: HttpRequest, credentials: dict[str, Any]) -> bool:
+    """Tell axes a sign-in failed; True when this failure (or an earlier one) locked the address."""
+    user_login_failed.send(sender=TokenAuthentication, credentials=credentials, request=request)
+    return bool(getattr(request, "axes_locked_out", False))
+
 
 class TokenAuthentication(KnoxTokenAuthentication):
+    def authenticate(self, request: Any) -> Any:
+        auth = get_authorization_header(request).split()
+        prefix = self.authenticate_header(request).encode()
+        if not auth or auth[0].lower() != prefix.lower() or not settings.AXES_ENABLED:
+            return super().authenticate(request)  # not a token, or lockout switched off
+
+        http_request: HttpRequest = getattr(request, "_request", request)
+        credentials = {"username": _label(auth)}
+        if not AxesProxyHandler.is_allowed(http_request, credentials):
+            # As the admin login does while locked: the token is not even looked at, and
+            # axes decides (AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT) whether the
+            # attempt still counts and restarts the cool-off.
+            if not settings.AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT:
+                http_request.axes_locked_out = True  # type: ignore[attr-defined]
+            _record_failure(http_request, credentials)
+            raise _locked_out(http_request)
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            if _record_failure(http_request, credentials):
+                raise _locked_out(http_request) from None
+            raise
+
     def authenticate_credentials(self, token: bytes) -> Any:
         if not _TOKEN.fullmatch(token):
             raise exceptions.AuthenticationFailed("Invalid token.")

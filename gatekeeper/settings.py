@@ -181,11 +181,13 @@ X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 # Login lockout (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username, or
-# from one address, further attempts are refused for the cool-off time (the right password
-# included), and the admin lists the lockouts (Axes > Access attempts) so they can be cleared.
+# failed sign-ins (wrong passwords and refused API tokens together) from one address, further
+# attempts are refused for the cool-off time (the right password or a valid token included),
+# and the admin lists the lockouts (Axes > Access attempts) so they can be cleared.
 AXES_FAILURE_LIMIT = env_int("GATEKEEPER_LOGIN_FAILURE_LIMIT", 10, minimum=1)
 AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("GATEKEEPER_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# ["username", "ip_address"] for passwords, ["ip_address"] for API tokens.
+AXES_LOCKOUT_PARAMETERS = "api.authentication.axes_lockout_parameters"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "gatekeeper/locked_out.html"
 # The client address is the socket's unless a known number of proxies sits in front: trusting
