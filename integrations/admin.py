@@ -48,25 +48,43 @@ class IntegrationForm(forms.ModelForm):
         queryset=BusinessUnit.objects.all(),
         required=False,
         widget=FilteredSelectMultiple("business units", is_stacked=False),
+        # The list as shown comes back with the post, so a save changes only what this person
+        # added or removed, never memberships changed elsewhere since the page was loaded.
+        show_hidden_initial=True,
         label="Business units (of the service account)",
         help_text=(
             "Only milestones of initiatives in these units (or created by the service account) "
             "may be changed; none = nothing. These are the service account's memberships, the "
             "same as each business unit's members: an account shared by several integrations "
-            "gives them one scope. On a new integration, or when the service account changes, "
-            "the units chosen are added to those the account already has."
+            "gives them one scope. Units added or removed here are added to or removed from the "
+            "account."
         ),
     )
 
     class Meta:
         model = Integration
-        fields = "__all__"
+        fields = ["name", "slug", "kind", "service_user", "is_active"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None and self.instance.service_user_id is not None:
             units = BusinessUnit.objects.filter(members=self.instance.service_user_id)
             self.fields["business_units"].initial = list(units.values_list("pk", flat=True))
+
+    def units_shown(self) -> set[BusinessUnit]:
+        """The units the page showed when it was loaded (none if the post does not say)."""
+        field = self.fields["business_units"]
+        raw = field.hidden_widget().value_from_datadict(
+            self.data, self.files, self.add_initial_prefix("business_units")
+        )
+        pks = [value for value in raw or () if str(value).isdigit()]
+        return set(BusinessUnit.objects.filter(pk__in=pks))
+
+    def units_changed(self) -> tuple[set[BusinessUnit], set[BusinessUnit]]:
+        """(added, removed) relative to what the page showed."""
+        chosen = set(self.cleaned_data.get("business_units") or ())
+        shown = self.units_shown()
+        return chosen - shown, shown - chosen
 
 
 @admin.register(Integration)
@@ -130,27 +148,18 @@ class IntegrationAdmin(_RulesModuleMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Integration, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        self._save_scope(request, obj, form, change)
+        self._save_scope(request, obj, form)
         if not change:
             _show_secret_once(request, obj, obj.secret, "The")
 
-    def _save_scope(
-        self, request: HttpRequest, obj: Integration, form: Any, change: bool
-    ) -> None:
-        chosen = set(form.cleaned_data.get("business_units") or ())
+    def _save_scope(self, request: HttpRequest, obj: Integration, form: IntegrationForm) -> None:
+        added, removed = form.units_changed()
+        if not added and not removed:
+            return
         account = obj.service_user
-        if change and "service_user" not in form.changed_data:
-            if "business_units" not in form.changed_data:
-                return
-            units = chosen
-        else:
-            # The form could not show this account's units before it was picked: add, never
-            # take away what another integration of the same account may rely on.
-            if not chosen:
-                return
-            units = chosen | set(BusinessUnit.objects.filter(members=account))
+        current = set(BusinessUnit.objects.filter(members=account))
         program_services.business_unit_members_set(
-            actor=signed_in_user(request), user=account, units=units
+            actor=signed_in_user(request), user=account, units=(current | added) - removed
         )
         sharing = Integration.objects.filter(service_user=account).exclude(pk=obj.pk)
         if sharing.exists():
