@@ -33,7 +33,12 @@ EXTERNAL_SYSTEM = {IntegrationKind.JIRA: "jira", IntegrationKind.SERVICENOW: "se
 
 
 class Integration(models.Model):
-    """One ticketing system allowed to move milestones, with the secret it signs requests with."""
+    """One ticketing system allowed to move milestones, with the secret it signs requests with.
+
+    Its scope is its service account's: initiatives of the business units the account is a member
+    of, plus those it created (``programs.rules.in_service_scope``), the same in the API, the
+    services and here; the integration keeps no list of its own to drift from it.
+    """
 
     name = models.CharField(max_length=120, unique=True, validators=[validate_single_line])
     slug = models.SlugField(
@@ -47,12 +52,6 @@ class Integration(models.Model):
     # masked everywhere else.
     secret = models.CharField(
         max_length=100, default=generate_secret, editable=False, validators=[validate_single_line]
-    )
-    business_units = models.ManyToManyField(
-        "programs.BusinessUnit",
-        blank=True,
-        related_name="+",
-        help_text="Only milestones of initiatives in these units may be changed; none = nothing.",
     )
     service_user = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -33,6 +33,7 @@ from integrations.models import (
 )
 from programs import services as program_services
 from programs.models import Milestone, MilestoneStatus
+from programs.rules import is_integration
 
 logger = logging.getLogger(__name__)
 
@@ -212,17 +213,24 @@ def _apply(delivery: InboundDelivery) -> tuple[str, str]:
     system = integration.external_system
     ticket = f"{system.upper()} {event.key}"
     milestone = (
-        Milestone.objects.select_related("initiative")
+        Milestone.objects.select_related("initiative", "initiative__business_unit")
         .filter(external_system__iexact=system, external_key__iexact=event.key)
         .order_by("pk")
         .first()
     )
     if milestone is None:
         return InboundStatus.IGNORED, f"no milestone is linked to {ticket}"
-    if not integration.business_units.filter(pk=milestone.initiative.business_unit_id).exists():
+    actor = integration.service_user
+    # The scope is the one the API and the milestone services apply (the account's units and
+    # what it created): out of it, there is nothing for this integration to change. An account
+    # that left the integrations group is not "out of scope" but misconfigured: the service
+    # refuses it below, and the delivery is dead-lettered for a person to fix and retry.
+    if is_integration(actor) and not actor.has_perm("programs.complete_milestone", milestone):
+        unit = milestone.initiative.business_unit
         return InboundStatus.IGNORED, (
             f"{ticket} is linked to a milestone of {milestone.initiative.key}, whose business "
-            "unit is outside this integration's scope"
+            f"unit {unit.code} is outside this integration's scope: its service account "
+            f"{actor} is not a member of it (add the unit on the integration's admin page)"
         )
     state, _ = TicketState.objects.select_for_update().get_or_create(
         integration=integration, issue_key=event.key.upper(), defaults={"last_event_ts": -1}
@@ -234,7 +242,6 @@ def _apply(delivery: InboundDelivery) -> tuple[str, str]:
         )
     state.last_event_ts = event.timestamp_ms
     state.save(update_fields=["last_event_ts", "updated_at"])
-    actor = integration.service_user
     label = f"milestone {milestone.pk} '{milestone.title}' ({milestone.initiative.key})"
     if event.change is tickets.TicketChange.DELETED:
         if milestone.external_deleted_at is not None:

@@ -98,6 +98,9 @@ rules.add_perm(
 
 # Who is accountable (business owner, unit) and how risky it is (which approvers a gate needs).
 rules.add_perm("programs.reassign_initiative", is_admin | is_pmo)
+# A service account's unit memberships are its scope (in_service_scope above), so only PMO
+# grants or takes them away.
+rules.add_perm("programs.change_unit_membership", is_admin | is_pmo)
 rules.add_perm("programs.add_milestone", is_admin | is_pmo | is_business_owner_group)
 rules.add_perm(
     "programs.change_milestone",

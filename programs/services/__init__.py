@@ -33,10 +33,12 @@ from programs.services.milestones import (
     milestone_update,
     milestone_waive,
 )
+from programs.services.units import business_unit_members_set
 
 __all__ = [
     "EDITABLE_FIELDS",
     "PMO_ONLY_FIELDS",
+    "business_unit_members_set",
     "initiative_advance",
     "initiative_assign_owner",
     "initiative_cancel",

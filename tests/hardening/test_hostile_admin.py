@@ -64,7 +64,7 @@ def world(panel, initiative) -> dict[str, Any]:
     integration = Integration.objects.create(
         name="Jira", slug="jira", kind="jira", service_user=panel.bot
     )
-    integration.business_units.add(initiative.business_unit)
+    initiative.business_unit.members.add(panel.bot)  # the integration's scope
     InboundDelivery.objects.create(integration=integration, delivery_id="d-1", body={"a": 1})
     TicketState.objects.create(integration=integration, issue_key="AIOPS-1", last_event_ts=1)
     owner = initiative.business_owner

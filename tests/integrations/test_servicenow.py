@@ -24,11 +24,9 @@ def snow_milestone(db, bot):
 
 @pytest.fixture
 def snow(bot, snow_milestone):
-    integration = Integration.objects.create(
+    return Integration.objects.create(
         name="ServiceNow", slug="snow", kind=IntegrationKind.SERVICENOW, service_user=bot
     )
-    integration.business_units.add(snow_milestone.initiative.business_unit)
-    return integration
 
 
 def body(state_category="closed", updated_on="2026-11-20T10:00:00Z", number="CHG0031"):

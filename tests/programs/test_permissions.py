@@ -175,3 +175,22 @@ def test_cancelling_takes_open_milestones_off_the_sweep():
     services.initiative_cancel(initiative=milestone.initiative, actor=None, reason="stopped")
     milestone.refresh_from_db()
     assert milestone.status == MilestoneStatus.OPEN and milestone.next_alert_at is None
+
+
+def test_only_pmo_sets_unit_memberships_and_they_are_the_service_scope(bot, pmo):
+    from tests.factories import BusinessUnitFactory
+
+    milestone = MilestoneFactory()
+    unit, other = milestone.initiative.business_unit, BusinessUnitFactory(code="other")
+    for refused in (bot, UserFactory(), milestone.initiative.business_owner):
+        with pytest.raises(PermissionDenied):
+            services.business_unit_members_set(actor=refused, user=bot, units=[unit])
+    assert not bot.business_units.exists()
+    assert not bot.has_perm("programs.complete_milestone", milestone)
+    services.business_unit_members_set(actor=pmo, user=bot, units=[unit, other])
+    assert set(bot.business_units.all()) == {unit, other}
+    assert bot.has_perm("programs.complete_milestone", milestone)
+    # Exactly the units given: the rest are taken away.
+    services.business_unit_members_set(actor=pmo, user=bot, units=[other])
+    assert list(bot.business_units.all()) == [other]
+    assert not bot.has_perm("programs.complete_milestone", milestone)
