@@ -6,10 +6,13 @@ django-pgtrigger; SQLite, the embedded default, has none and relies on the ORM g
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pgtrigger
 from django.db import IntegrityError, models, transaction
+from django.db.models import F
+from django.utils import timezone
 from django_fsm import FSMFieldMixin, FSMModelMixin
 from pgtrigger import compiler
 
@@ -186,3 +189,26 @@ def create_once(model: type[models.Model], **fields: Any) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def claim(model: type[models.Model], *, pk: Any, claimable: Any, status: str) -> uuid.UUID | None:
+    """Claim one row of a work table (the outbox's deliveries, the inbound inbox) for this
+    worker: a conditional UPDATE that sets ``status``, a fresh ``claim_token`` and the claim
+    time and counts the attempt. Returns the token, or None when the row is not claimable now
+    (done, not due, or another worker holds it).
+
+    The WHERE (``claimable``, a Q) is re-checked under the row lock on PostgreSQL, so of two
+    racing workers the second sees the first one's fresh claim and updates nothing. Writes that
+    finish the work filter on the token, so a worker whose lease ran out can't overwrite the one
+    that took over.
+    """
+    now = timezone.now()
+    token = uuid.uuid4()
+    claimed = model._default_manager.filter(claimable, pk=pk).update(
+        status=status,
+        claimed_at=now,
+        claim_token=token,
+        attempts=F("attempts") + 1,
+        updated_at=now,
+    )
+    return token if claimed == 1 else None

@@ -17,10 +17,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from gatekeeper import retry
+from gatekeeper.db import claim
 from gatekeeper.env import env_int
 from gatekeeper.errors import DomainError
 from integrations import tickets
@@ -157,17 +158,13 @@ def _claimable(now: dt.datetime, conf: InboundConf) -> Q:
 def inbound_apply(*, delivery_id: int) -> InboundResult:
     """Claim and apply one delivery if it is due; a no-op if it is finished or someone holds it."""
     conf = get_conf()
-    now = timezone.now()
-    token = uuid.uuid4()
-    # Re-checked under the row lock on PostgreSQL: of two racing workers only one claims.
-    claimed = InboundDelivery.objects.filter(_claimable(now, conf), pk=delivery_id).update(
+    token = claim(
+        InboundDelivery,
+        pk=delivery_id,
+        claimable=_claimable(timezone.now(), conf),
         status=InboundStatus.APPLYING,
-        claimed_at=now,
-        claim_token=token,
-        attempts=F("attempts") + 1,
-        updated_at=now,
     )
-    if claimed != 1:
+    if token is None:
         return InboundResult(delivery_id, "skipped")
     delivery = InboundDelivery.objects.select_related(
         "integration", "integration__service_user"

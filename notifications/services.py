@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
 from gatekeeper import retry
+from gatekeeper.db import claim
 from gatekeeper.logs import bind_event
 from notifications.conf import DeliveryConf, get_conf
 from notifications.models import Delivery, DeliveryStatus, Notification, WebhookEndpoint
@@ -60,18 +61,13 @@ def _claimable(now: dt.datetime, conf: DeliveryConf) -> Q:
 def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
     """Claim and send one delivery if it is due; a no-op if it is done or someone holds it."""
     conf = get_conf()
-    now = timezone.now()
-    token = uuid.uuid4()
-    # The WHERE is re-checked under the row lock on PostgreSQL, so of two racing workers the
-    # second sees the first one's fresh claim and updates nothing.
-    claimed = Delivery.objects.filter(_claimable(now, conf), pk=delivery_id).update(
+    token = claim(
+        Delivery,
+        pk=delivery_id,
+        claimable=_claimable(timezone.now(), conf),
         status=DeliveryStatus.SENDING,
-        claimed_at=now,
-        claim_token=token,
-        attempts=F("attempts") + 1,
-        updated_at=now,
     )
-    if claimed != 1:
+    if token is None:
         return DeliveryResult(delivery_id, "skipped")
     delivery = Delivery.objects.select_related("event", "endpoint", "recipient_user").get(
         pk=delivery_id
