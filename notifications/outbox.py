@@ -155,9 +155,13 @@ def _insert_once(
 def _deliver(events: list[Event]) -> None:
     deliveries = _deliveries_for(events)
     logger.info("deliveries written", extra={"deliveries": len(deliveries)})
-    ids = [d.pk for d in deliveries]
-    if ids:
-        transaction.on_commit(lambda: enqueue_dispatch(ids), using=_connection().alias)
+    # People's deliveries (emails, in-app notes: local and quick) travel in one message; each
+    # webhook gets its own, so a slow or dead receiver never holds up anyone's mail.
+    people = [d.pk for d in deliveries if d.channel != Channel.WEBHOOK]
+    groups = [people] if people else []
+    groups += [[d.pk] for d in deliveries if d.channel == Channel.WEBHOOK]
+    if groups:
+        transaction.on_commit(lambda: enqueue_dispatch(groups), using=_connection().alias)
 
 
 def _recipient_list(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -241,8 +245,11 @@ def _valid_endpoints() -> Iterable[WebhookEndpoint]:
     return valid
 
 
-def enqueue_dispatch(delivery_ids: list[int], *, expires: float | None = None) -> bool:
-    """Queue one dispatch message per delivery; False if the broker could not be reached.
+def enqueue_dispatch(
+    delivery_ids: list[int] | list[list[int]], *, expires: float | None = None
+) -> bool:
+    """Queue dispatch messages: one per delivery id, or one per group when given groups of ids;
+    False if the broker could not be reached.
 
     Runs after commit, so it must never raise into the caller: the change is already saved and
     its deliveries are pending in the database, where the redispatch sweep will find them.
@@ -251,11 +258,11 @@ def enqueue_dispatch(delivery_ids: list[int], *, expires: float | None = None) -
     from notifications.tasks import dispatch
 
     try:
-        # One message per delivery (a slow webhook must not hold up an email), sent over one
-        # producer connection: a sweep's or a decision's messages share its set-up cost.
+        groups = [item if isinstance(item, list) else [item] for item in delivery_ids]
+        # Over one producer connection: a sweep's or a decision's messages share its set-up.
         with dispatch.app.producer_or_acquire() as producer:
-            for delivery_id in delivery_ids:
-                dispatch.apply_async(args=[[delivery_id]], expires=expires, producer=producer)
+            for group in groups:
+                dispatch.apply_async(args=[group], expires=expires, producer=producer)
     except Exception:  # kombu/redis raise several types for an unreachable broker
         logger.warning(
             "could not enqueue dispatch of deliveries %s; they stay pending for the "
