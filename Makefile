@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint typecheck check services bench graph clean
+.PHONY: install run test lint typecheck check services bench bench-http bench-delivery graph clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ check: lint typecheck
 
 bench: install services
 	DJANGO_SETTINGS_MODULE=gatekeeper.settings_test $(PY) bench/run.py
+
+bench-http: install services
+	$(PY) bench/http/run.py $(BENCH_ARGS)
+
+bench-delivery: install services
+	$(PY) bench/delivery/run.py $(BENCH_ARGS)
 
 graph: install
 	DJANGO_DEBUG=1 $(PY) manage.py lifecycle_graph
