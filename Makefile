@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install run test lint typecheck check services bench bench-data bench-engine bench-reads \
-	bench-sweeps graph clean
+	bench-sweeps bench-http bench-delivery graph clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,8 @@ check: lint typecheck
 ## BENCH_ARGS=--quick for the CI size; `make bench` runs them all at that size.
 bench: install services
 	for name in generate engine reads sweeps; do $(PY) -m bench.$$name --quick || exit 1; done
+	$(PY) bench/http/run.py --quick
+	$(PY) bench/delivery/run.py --quick
 
 bench-data: install services
 	$(PY) -m bench.generate $(BENCH_ARGS)
@@ -53,6 +55,12 @@ bench-reads: install services
 
 bench-sweeps: install services
 	$(PY) -m bench.sweeps $(BENCH_ARGS)
+
+bench-http: install services
+	$(PY) bench/http/run.py $(BENCH_ARGS)
+
+bench-delivery: install services
+	$(PY) bench/delivery/run.py $(BENCH_ARGS)
 
 graph: install
 	DJANGO_DEBUG=1 $(PY) manage.py lifecycle_graph

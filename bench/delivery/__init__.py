@@ -1,0 +1,1 @@
+"""Delivery benchmark: outbox deliveries by real Celery workers vs. Celery's no-op task rate."""

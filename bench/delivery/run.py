@@ -1,0 +1,402 @@
+"""P4: outbox delivery throughput and faults, with real Celery workers and a webhook receiver.
+
+Everything runs on 127.0.0.1 and is stopped by pid: a throwaway database
+``bench_delivery_<pid>`` on the shared PostgreSQL server, a private redis-server on a spare port,
+two ``celery -A gatekeeper worker --pool prefork -c 2`` processes, and a threaded HTTP receiver in
+this process that verifies each Standard Webhooks signature and counts 2xx answers by
+``webhook-id``.
+
+Each rate is measured the same way: the two workers start idle (listening on a private queue),
+the default queue is filled (N ``bench.noop`` messages, or N outbox events committed, each
+enqueuing its webhook delivery on commit), then both workers are told to consume it at once, and
+the clock runs until the queue is drained (and, for deliveries, every delivery is delivered).
+
+Then the fault run: the same N events, one worker SIGKILLed (with its pool children) once a
+third has arrived, the Redis server killed and restarted on the same port (its queue is gone:
+no persistence), and the redispatch sweep sent as beat would (every 2 s instead of 30 s, and only
+while the queue is empty) until every delivery is delivered.
+
+Usage: ``.venv/bin/python bench/delivery/run.py [--quick]`` (``make bench-delivery``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.http.infra import (  # noqa: E402
+    VENV_BIN,
+    Group,
+    ThrowawayRedis,
+    throwaway_database,
+    wait_for,
+)
+
+TARGET_RATIO = 0.5
+IDLE_QUEUE = f"bench-idle-{os.getpid()}"
+# Fault run only: a short claim lease and no grace, so the sweep takes over lost work quickly.
+FAST_SWEEP = {"GATEKEEPER_DELIVERY_LEASE_SECONDS": "2", "GATEKEEPER_REDISPATCH_GRACE_SECONDS": "0"}
+
+
+class Receiver:
+    """Counts 2xx answers per webhook-id; applies each id once, as a Standard Webhooks consumer."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.ok: Counter[str] = Counter()
+        self.applied_events: Counter[str] = Counter()
+        self.bad_signatures = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                from standardwebhooks import Webhook
+
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status = 200
+                try:
+                    Webhook(receiver.secret).verify(body, headers)
+                except Exception:
+                    status = 401
+                with receiver._lock:
+                    if status == 200:
+                        webhook_id = headers["webhook-id"]
+                        if webhook_id not in receiver.ok:  # dedupe: apply an id once
+                            receiver.applied_events[json.loads(body)["event_key"]] += 1
+                        receiver.ok[webhook_id] += 1
+                    else:
+                        receiver.bad_signatures += 1
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.ok)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.ok.clear()
+            self.applied_events.clear()
+            self.bad_signatures = 0
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="500 events, a few seconds each")
+    parser.add_argument("--events", type=int, help="events per run (default 10000)")
+    args = parser.parse_args()
+    n = args.events or (500 if args.quick else 10_000)
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp,
+        throwaway_database("bench_delivery") as db_url,
+    ):
+        work = Path(tmp)
+        redis = ThrowawayRedis(work)
+        redis.start()
+        receiver = Receiver()
+        try:
+            env = {
+                "DJANGO_SETTINGS_MODULE": "bench.delivery.settings",
+                "DJANGO_DEBUG": "0",
+                "SECRET_KEY": "bench-only-not-a-secret-" + "x" * 40,
+                "SECURE_SSL_REDIRECT": "0",
+                "DATABASE_URL": db_url,
+                "REDIS_URL": redis.url,
+                "CELERY_BROKER_URL": redis.url,
+                "GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",
+                "LOG_LEVEL": "WARNING",
+            }
+            os.environ.update(env)
+            return Bench(work, env, redis, receiver, n).run()
+        finally:
+            receiver.close()
+            redis.stop()
+
+
+class Bench:
+    def __init__(
+        self, work: Path, env: dict[str, str], redis: ThrowawayRedis, receiver: Receiver, n: int
+    ) -> None:
+        self.work, self.env, self.redis, self.receiver, self.n = work, env, redis, receiver, n
+        self.generation = 0
+
+    def run(self) -> int:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        from notifications.models import WebhookEndpoint
+        from tests import factories as test_factories
+
+        call_command("migrate", verbosity=0)
+        user_factory: Any = test_factories.UserFactory
+        owner = user_factory(username="hook-owner")
+        endpoint = WebhookEndpoint.objects.create(name="bench", url=self.receiver.url, owner=owner)
+        self.receiver.secret = endpoint.secret
+
+        noop_rate = self.noop_rate()
+        print(f"no-op: {noop_rate:.1f} tasks/s", flush=True)
+        plain = self.deliveries(fault=False)
+        print(f"plain: {plain}", flush=True)
+        faulty = self.deliveries(fault=True)
+        return report(self.n, noop_rate, plain, faulty)
+
+    # --- workers --------------------------------------------------------------------------------
+
+    def workers(self, **extra: str) -> list[Group]:
+        group = []
+        for name in ("a", "b"):
+            self.generation += 1
+            worker = Group(
+                [
+                    str(VENV_BIN / "celery"),
+                    "-A",
+                    "gatekeeper",
+                    "worker",
+                    "--pool",
+                    "prefork",
+                    "-c",
+                    "2",
+                    "-Q",
+                    IDLE_QUEUE,
+                    "--loglevel",
+                    "WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-n",
+                    f"bench-{name}-{os.getpid()}-{self.generation}@%h",
+                ],
+                env={**os.environ, **self.env, **extra},
+                log=self.work / f"worker-{self.generation}.log",
+            )
+            worker.start()
+            group.append(worker)
+        wait_for(
+            lambda: len(self._ping()) >= 2 or not all(w.alive() for w in group),
+            timeout=60,
+            what="two idle workers",
+        )
+        if not all(w.alive() for w in group):
+            raise SystemExit("a worker exited:\n" + "\n".join(w.log()[-2000:] for w in group))
+        return group
+
+    def _ping(self) -> list[Any]:
+        from gatekeeper.celery import app
+
+        try:
+            return list(app.control.ping(timeout=0.5) or [])
+        except Exception:
+            return []
+
+    def consume_default_queue(self) -> None:
+        from gatekeeper.celery import app
+
+        problem: Exception | None = None
+        for _ in range(10):
+            try:
+                app.control.add_consumer("celery", reply=True, timeout=2)
+                return
+            except Exception as exc:  # a pooled connection to the Redis that was restarted
+                problem = exc
+                _reset_producer_pools()
+                time.sleep(0.5)
+        raise SystemExit(f"could not tell the workers to consume the queue: {problem!r}")
+
+    def queued(self) -> int:
+        """Messages waiting or delivered to a worker but not acknowledged (acks are late)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            waiting = sum(int(client.llen(k)) for k in client.scan_iter("celery*"))
+            return waiting + int(client.hlen("unacked"))
+        except redis.RedisError:
+            return -1
+        finally:
+            client.close()
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    def noop_rate(self) -> float:
+        from bench.delivery.tasks import noop
+
+        group = self.workers()
+        try:
+            for i in range(self.n):
+                noop.apply_async(args=[[i]])
+            started = time.monotonic()
+            self.consume_default_queue()
+            wait_for(lambda: self.queued() == 0, timeout=600, what="the no-op tasks")
+            return self.n / (time.monotonic() - started)
+        finally:
+            for w in group:
+                w.stop()
+
+    def emit_events(self, run: str) -> None:
+        from django.db import transaction
+
+        from notifications.outbox import emit
+
+        for start in range(0, self.n, 200):
+            with transaction.atomic():
+                for i in range(start, min(start + 200, self.n)):
+                    emit(
+                        "initiative.stalled",
+                        {"initiative": {"id": i, "key": f"AI-{i:05d}"}, "recipients": []},
+                        key=f"bench:{run}:{i}",
+                    )
+
+    def deliveries(self, *, fault: bool) -> dict[str, Any]:
+        from notifications.models import Delivery, DeliveryStatus
+        from notifications.tasks import redispatch
+
+        run = "fault" if fault else "plain"
+        self.receiver.reset()
+        group = self.workers(**(FAST_SWEEP if fault else {}))
+        killed_at = restarted_at = -1
+        expected: set[str] = set()
+        started = time.monotonic()
+        try:
+            self.emit_events(run)
+            mine = Delivery.objects.filter(event__key__startswith=f"bench:{run}:")
+            expected = {d.webhook_id for d in mine.only("uuid")}
+            started = time.monotonic()
+            self.consume_default_queue()
+
+            def done() -> bool:
+                return not mine.exclude(status=DeliveryStatus.DELIVERED).exists()
+
+            if fault:
+                wait_for(lambda: self.receiver.count() >= self.n // 3, timeout=600, what="a third")
+                group[0].kill()
+                killed_at = self.receiver.count()
+                self.redis.stop()
+                self.redis.start()  # same port, empty: whatever was queued is gone
+                _reset_producer_pools()
+                restarted_at = self.receiver.count()
+                self.consume_default_queue()
+                deadline = time.monotonic() + 600
+                last_sweep = 0.0
+                while not done() and time.monotonic() < deadline:
+                    # What beat does every 30 s, here every 2 s, but only once the queue is
+                    # empty: a sweep re-queues every due id, including ids still queued, so
+                    # sweeping a backlog faster than workers clear it only adds duplicates.
+                    if self.queued() == 0 and time.monotonic() - last_sweep >= 2:
+                        try:
+                            redispatch.delay()
+                            last_sweep = time.monotonic()
+                        except Exception:
+                            _reset_producer_pools()
+                    time.sleep(0.5)
+            else:
+                wait_for(lambda: self.queued() == 0 and done(), timeout=900, what="deliveries")
+            elapsed = time.monotonic() - started
+            wait_for(lambda: self.receiver.count() >= len(expected), timeout=10, what="receiver")
+        except TimeoutError:
+            elapsed = time.monotonic() - started
+        finally:
+            for w in group:
+                w.stop()
+        received = set(self.receiver.ok)
+        result = {
+            "expected": len(expected),
+            "delivered_db": mine.filter(status=DeliveryStatus.DELIVERED).count(),
+            "received": len(received & expected),
+            "lost": len(expected - received),
+            "raw_duplicates": sum(1 for i in expected if self.receiver.ok[i] > 1),
+            "applied_twice": sum(1 for c in self.receiver.applied_events.values() if c > 1),
+            "bad_signatures": self.receiver.bad_signatures,
+            "seconds": elapsed,
+            "rate": len(expected) / elapsed if elapsed else 0.0,
+        }
+        if fault:
+            result.update(killed_at=killed_at, redis_restarted_at=restarted_at)
+        return result
+
+
+def _reset_producer_pools() -> None:
+    # The app and kombu cache connection and producer pools per broker URL; after a Redis
+    # restart their connections are dead, so drop them all and let the next call make new ones.
+    from kombu import pools
+
+    from gatekeeper.celery import app
+
+    pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+def report(n: int, noop_rate: float, plain: dict[str, Any], faulty: dict[str, Any]) -> int:
+    print(
+        f"\nP4 delivery: {n} events, 2 workers (prefork -c 2), throwaway Redis, "
+        f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), receiver on 127.0.0.1"
+    )
+    print(f"celery no-op task rate:        {noop_rate:8.1f} tasks/s")
+    print(f"webhook delivery rate:         {plain['rate']:8.1f} deliveries/s")
+    ratio = plain["rate"] / noop_rate if noop_rate else 0.0
+    print(f"ratio delivery / no-op:        {ratio:8.0%}")
+    for name, r in (("plain run", plain), ("fault run", faulty)):
+        extra = ""
+        if "killed_at" in r:
+            extra = (
+                f"; worker SIGKILLed after {r['killed_at']} received, Redis restarted after "
+                f"{r['redis_restarted_at']}"
+            )
+        print(
+            f"{name}: delivered {r['received']}/{r['expected']} (db {r['delivered_db']}), "
+            f"lost {r['lost']}, duplicated raw {r['raw_duplicates']}, applied twice after dedupe "
+            f"{r['applied_twice']}, bad signatures {r['bad_signatures']}, "
+            f"{r['seconds']:.1f}s{extra}"
+        )
+    lost = plain["lost"] + faulty["lost"]
+    twice = plain["applied_twice"] + faulty["applied_twice"]
+    targets = [
+        (
+            f"delivery >= {TARGET_RATIO:.0%} of the no-op rate",
+            ratio >= TARGET_RATIO,
+            f"{ratio:.0%}",
+        ),
+        ("0 lost", lost == 0, str(lost)),
+        ("0 applied twice", twice == 0, str(twice)),
+    ]
+    for name, met, value in targets:
+        print(f"target {name}: {'MET' if met else 'NOT MET'} ({value})")
+    broken = lost or twice or plain["bad_signatures"] or faulty["bad_signatures"]
+    if broken:
+        print("ERROR: deliveries lost, applied twice, or badly signed")
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
