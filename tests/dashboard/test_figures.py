@@ -203,7 +203,7 @@ def test_flow_in_sql_agrees_with_the_python_fold(portfolio):
     hold, cancelled = Stage.ON_HOLD, Stage.CANCELLED
     now = portfolio.now
     unit = portfolio.c1.business_unit
-    histories = [
+    histories: list[list[tuple[str, str, float]]] = [
         [("proposed", p, 90), (p, hold, 80), (hold, p, 70), (p, hold, 60), (hold, p, 55)],
         [("proposed", p, 90), (p, hold, 80), (hold, cancelled, 70)],
         [("proposed", hold, 90), (hold, "proposed", 85), ("proposed", p, 60), (p, i, 50)],
