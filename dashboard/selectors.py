@@ -4,6 +4,7 @@ initiative. A fixed number of queries whatever the portfolio's size."""
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -70,10 +71,28 @@ class Dashboard:
     rows: list[InitiativeRow]
     funnel: dict[str, int]
     matrix: dict[str, dict[str, int]]
-    stalled: list[InitiativeRow]
-    in_stage: list[InitiativeRow]
-    overdue_by_owner: list[OwnerOverdue]
+    stalled: list[InitiativeRow]  # the first ``SHOWN``, furthest past its time first
+    stalled_total: int
+    in_stage: list[InitiativeRow]  # the first ``SHOWN``, most of its budget used first
+    in_stage_total: int
+    overdue_by_owner: list[OwnerOverdue]  # the first ``SHOWN`` milestones, in the owners' order
+    overdue_total: int
     flow: Flow
+
+
+# Per-initiative lists on the page stop here: a portfolio of 100k has ~65k initiatives in an
+# active stage, which no one reads on a page; the CSV has every row.
+SHOWN = 50
+
+
+def _first_milestones(groups: list[OwnerOverdue], limit: int) -> list[OwnerOverdue]:
+    shown: list[OwnerOverdue] = []
+    for group in groups:
+        if limit <= 0:
+            break
+        shown.append(OwnerOverdue(group.owner, group.milestones[:limit], len(group.milestones)))
+        limit -= len(shown[-1].milestones)
+    return shown
 
 
 def dashboard_build(
@@ -82,20 +101,24 @@ def dashboard_build(
     now = now or timezone.now()
     rows = portfolio_with_causes(user=user, filters=filters, now=now)
     active = [row for row in rows if row.stage in ACTIVE_STAGES]
+    stalled = [row for row in rows if row.stalled]
+    overdue = overdue_milestones_by_owner(user=user, filters=filters, now=now)
     return Dashboard(
         filters=filters,
         now=now,
         rows=rows,
         funnel=stage_funnel(rows),
         matrix=unit_stage_matrix(rows),
-        stalled=sorted(
-            (row for row in rows if row.stalled),
-            key=lambda row: -(row.days_past_expected or 0),
-        ),
+        stalled=sorted(stalled, key=lambda row: -(row.days_past_expected or 0))[:SHOWN],
+        stalled_total=len(stalled),
         # Closest to (or furthest past) its budget first; no budget last.
-        in_stage=sorted(
-            active, key=lambda row: (row.budget_used is None, -(row.budget_used or 0), row.key)
+        in_stage=heapq.nsmallest(
+            SHOWN,
+            active,
+            key=lambda row: (row.budget_used is None, -(row.budget_used or 0), row.key),
         ),
-        overdue_by_owner=overdue_milestones_by_owner(user=user, filters=filters, now=now),
+        in_stage_total=len(active),
+        overdue_by_owner=_first_milestones(overdue, SHOWN),
+        overdue_total=sum(len(group.milestones) for group in overdue),
         flow=stage_flow(user=user, filters=filters),
     )

@@ -85,9 +85,27 @@ def portfolio(request: HttpRequest) -> HttpResponse:
         "unit_chart": charts.unit_stage_chart(data.matrix, matrix_stages),
         "conversion_chart": charts.conversion_chart(flows),
         "in_stage": [(row, charts.budget_bar(row.budget_used)) for row in data.in_stage],
+        "shown": {
+            "stalled": _shown_of(len(data.stalled), data.stalled_total, "stalled initiatives"),
+            "overdue": _shown_of(
+                sum(len(group.milestones) for group in data.overdue_by_owner),
+                data.overdue_total,
+                "overdue milestones",
+            ),
+            "in_stage": _shown_of(
+                len(data.in_stage),
+                data.in_stage_total,
+                "initiatives in an active stage, most of their budget used first",
+            ),
+        },
         "csv_url": _with_query(reverse("dashboard:portfolio-csv"), request),
     }
     return TemplateResponse(request, "dashboard/portfolio.html", context)
+
+
+def _shown_of(shown: int, total: int, what: str) -> str:
+    """The line under a list the page cut short; empty when it shows every row."""
+    return f"Showing {shown:,} of {total:,} {what}" if shown < total else ""
 
 
 def _with_query(url: str, request: HttpRequest) -> str:

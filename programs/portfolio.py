@@ -14,12 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from gatekeeper.types import User
 from programs.models import (
+    BusinessUnit,
     Initiative,
     Milestone,
     MilestoneStatus,
@@ -285,6 +287,11 @@ def unit_stage_matrix(rows: Iterable[InitiativeRow]) -> dict[str, dict[str, int]
 class OwnerOverdue:
     owner: str
     milestones: list[tuple[Milestone, float]]  # (milestone, days late)
+    total: int | None = None  # how many they own when ``milestones`` is the first few only
+
+    @property
+    def count(self) -> int:
+        return len(self.milestones) if self.total is None else self.total
 
 
 def overdue_milestones_by_owner(
@@ -368,9 +375,17 @@ def stage_flow(*, user: User, filters: PortfolioFilters) -> Flow:
     and by business unit, from the transition history: one query.
 
     An initiative "reached pilot" if any record moved it into pilot; conversion is how many of
-    those also have a record into operations.
+    those also have a record into operations. Business units are those with at least one
+    record. Stays follow ``_completed_stays``.
     """
     scoped = initiatives_filtered(user=user, filters=filters).order_by().values("pk")
+    if connection.vendor == "postgresql":
+        return _stage_flow_sql(scoped)
+    # SQLite (``make run``) has no percentile_cont, and its portfolios are small.
+    return _stage_flow_python(scoped)
+
+
+def _stage_flow_python(scoped: QuerySet[Any]) -> Flow:
     history = (
         StageTransition.objects.filter(initiative__in=scoped)
         .order_by("initiative_id", "created_at", "id")
@@ -410,4 +425,114 @@ def stage_flow(*, user: User, filters: PortfolioFilters) -> Flow:
     return Flow(
         overall=fold("", list(units.values())),
         by_unit=[fold(unit, [units[unit]]) for unit in sorted(units)],
+    )
+
+
+# ``_completed_stays`` as window functions, so the history never leaves the database. Within one
+# initiative's records in order, with ``prev_to`` the previous record's to_stage ('proposed'
+# before the first, as the initiative starts there):
+# - a record whose from_stage is not ``prev_to`` is a gap in the history: the stay it ends (or
+#   interrupts) has no known start and is left out;
+# - a record into on_hold pauses the stay; a record out of on_hold back into the stage the hold
+#   left (the previous record's from_stage) resumes it; every other record ends the stay;
+# - the running time of a stay is the sum, over its records, of the time since the previous
+#   record (the initiative's creation before the first), except after a record into on_hold.
+# A stay is the records after one ending record up to and including the next.
+_FLOW_SQL = """
+WITH t AS (
+    SELECT st.id, st.initiative_id, bu.code AS unit, st.from_stage, st.to_stage,
+           st.created_at AS at,
+           COALESCE(LAG(st.to_stage) OVER w, {proposed}) AS prev_to,
+           COALESCE(LAG(st.from_stage) OVER w, '') AS prev_from,
+           COALESCE(LAG(st.created_at) OVER w, i.created_at) AS prev_at
+    FROM {transition} st
+    JOIN {initiative} i ON i.id = st.initiative_id
+    JOIN {unit} bu ON bu.id = i.business_unit_id
+    WHERE st.initiative_id IN ({scoped})
+    WINDOW w AS (PARTITION BY st.initiative_id ORDER BY st.created_at, st.id)
+), marked AS (
+    SELECT t.*,
+           t.to_stage <> {on_hold}
+             AND NOT (t.prev_to = {on_hold} AND t.from_stage = {on_hold}
+                      AND t.to_stage = t.prev_from) AS ends,
+           t.from_stage <> t.prev_to AS gap,
+           CASE WHEN t.prev_to = {on_hold} THEN 0
+                ELSE EXTRACT(EPOCH FROM t.at - t.prev_at) END AS running
+    FROM t
+), numbered AS (
+    SELECT marked.*,
+           COUNT(*) FILTER (WHERE ends) OVER (
+               PARTITION BY initiative_id ORDER BY at, id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+           ) AS stay_no
+    FROM marked
+), stays AS (
+    SELECT unit,
+           MAX(CASE WHEN from_stage = {on_hold} THEN prev_from ELSE from_stage END)
+               FILTER (WHERE ends) AS stage,
+           SUM(running) / 86400.0 AS days
+    FROM numbered
+    GROUP BY initiative_id, unit, stay_no
+    HAVING BOOL_OR(ends) AND NOT BOOL_OR(gap)
+), reached AS (
+    SELECT unit,
+           BOOL_OR(to_stage = {pilot}) AS pilot,
+           BOOL_OR(to_stage = {operations}) AS operations
+    FROM t
+    GROUP BY initiative_id, unit
+)
+SELECT 'stays', unit, GROUPING(unit), stage,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY days::float8), COUNT(*), 0
+FROM stays
+WHERE stage IN {active}
+GROUP BY GROUPING SETS ((unit, stage), (stage))
+UNION ALL
+SELECT 'reached', unit, GROUPING(unit), '', NULL,
+       COUNT(*) FILTER (WHERE pilot), COUNT(*) FILTER (WHERE pilot AND operations)
+FROM reached
+GROUP BY GROUPING SETS ((unit), ())
+"""
+
+
+def _stage_flow_sql(scoped: QuerySet[Any]) -> Flow:
+    scoped_sql, scoped_params = scoped.query.sql_with_params()
+    sql = _FLOW_SQL.format(
+        transition=StageTransition._meta.db_table,
+        initiative=Initiative._meta.db_table,
+        unit=BusinessUnit._meta.db_table,
+        scoped=scoped_sql,
+        # Stage codes are the code's own constants, written in as literals so that the only
+        # parameters are the scoped query's, in its order.
+        proposed=_literal(Stage.PROPOSED),
+        on_hold=_literal(Stage.ON_HOLD),
+        pilot=_literal(Stage.PILOT),
+        operations=_literal(Stage.OPERATIONS),
+        active="(" + ", ".join(_literal(s) for s in ACTIVE_STAGES) + ")",
+    )
+    overall = _empty_flow("")
+    units: dict[str, UnitFlow] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, scoped_params)
+        rows = cursor.fetchall()
+    for kind, unit, is_total, stage, median, n, converted in rows:
+        flow = overall if is_total else units.setdefault(unit, _empty_flow(unit))
+        if kind == "stays":
+            flow.median_days[stage] = round(median, 1)
+            flow.stays[stage] = n
+        else:
+            flow.reached_pilot, flow.reached_operations = n, converted
+    # The all-units row of an empty portfolio comes back too; no unit means no records at all.
+    return Flow(overall=overall, by_unit=[units[u] for u in sorted(units)])
+
+
+def _literal(stage: str) -> str:
+    assert stage.replace("_", "").isalnum(), stage
+    return f"'{stage}'"
+
+
+def _empty_flow(unit: str) -> UnitFlow:
+    return UnitFlow(
+        unit,
+        median_days={stage: None for stage in ACTIVE_STAGES},
+        stays={stage: 0 for stage in ACTIVE_STAGES},
     )

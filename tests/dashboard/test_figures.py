@@ -189,3 +189,31 @@ def test_stays_from_a_history_with_gaps_count_only_what_is_known(portfolio):
         (Stage.PROPOSED, pytest.approx(10)),
         (Stage.PILOT, pytest.approx(20)),
     ]
+
+
+def test_flow_in_sql_agrees_with_the_python_fold(portfolio):
+    from programs.portfolio import (
+        _stage_flow_python,
+        _stage_flow_sql,
+        initiatives_filtered,
+    )
+    from tests.dashboard.portfolio import build
+
+    p, i, h, o = Stage.PILOT, Stage.INTEGRATION, Stage.HARDENING, Stage.OPERATIONS
+    hold, cancelled = Stage.ON_HOLD, Stage.CANCELLED
+    now = portfolio.now
+    unit = portfolio.c1.business_unit
+    histories: list[list[tuple[str, str, float]]] = [
+        [("proposed", p, 90), (p, hold, 80), (hold, p, 70), (p, hold, 60), (hold, p, 55)],
+        [("proposed", p, 90), (p, hold, 80), (hold, cancelled, 70)],
+        [("proposed", hold, 90), (hold, "proposed", 85), ("proposed", p, 60), (p, i, 50)],
+        # Gaps in the history: stays with an unknown start are left out.
+        [(i, h, 40), ("proposed", p, 35), (p, o, 30)],
+        [("proposed", p, 90), (i, h, 40), (h, hold, 30), (hold, h, 20), (h, i, 15), (p, o, 10)],
+        [("proposed", p, 90), (p, hold, 80), (hold, i, 70), (i, h, 65)],
+    ]
+    for n, moves in enumerate(histories):
+        build(now, created=100 + n, moves=moves, key=f"AI-X{n}", business_unit=unit)
+    for filters in (ALL, PortfolioFilters(business_unit="claims"), PortfolioFilters(stage="x")):
+        scoped = initiatives_filtered(user=portfolio.pmo, filters=filters).order_by().values("pk")
+        assert _stage_flow_sql(scoped) == _stage_flow_python(scoped)

@@ -226,3 +226,16 @@ def test_query_count_does_not_grow_with_the_portfolio(client, url, django_assert
                 assert response.status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
+
+
+def test_long_lists_show_the_first_few_and_point_to_the_csv(client, portfolio, monkeypatch):
+    monkeypatch.setattr("dashboard.selectors.SHOWN", 2)
+    client.force_login(portfolio.pmo)
+    html = client.get(PAGE).content.decode()
+    assert "Stalled initiatives (3)" in html
+    assert html.count('class="stalled-row"') == 2
+    assert "Showing 2 of 3 stalled initiatives" in html
+    assert "Showing 2 of 4 initiatives in an active stage, most of their budget used first" in html
+    assert "Omar (1)" in html
+    assert "overdue milestones —" not in html  # one overdue milestone: all of it is shown
+    assert len(_csv(client.get(CSV))) == 6
