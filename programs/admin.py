@@ -132,6 +132,18 @@ class StageTransitionInline(ReadOnlyInline):
         return _review_link(obj.gate_review_id)
 
 
+def _may_change_some_initiative(request: Any) -> bool:
+    """Whether the user may change any initiative at all: milestones are added and readings
+    recorded only on those. Asked by every admin page's menu, so kept on the request."""
+    cached = getattr(request, "_gatekeeper_may_change_initiative", None)
+    if cached is None:
+        cached = bool(request.user.is_staff) and (
+            selectors.initiatives_changeable_by(request.user).exists()
+        )
+        request._gatekeeper_may_change_initiative = cached
+    return cached
+
+
 @admin.register(Initiative)
 class InitiativeAdmin(
     SelectorListMixin, EmptyStateMixin, ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin
@@ -399,9 +411,7 @@ class MilestoneAdmin(SelectorListMixin, EmptyStateMixin, ServiceAdminMixin, admi
     def has_add_permission(self, request: http.HttpRequest) -> bool:
         # milestone_add needs an initiative the user may change; without one the form could
         # only be refused.
-        return bool(request.user.is_staff) and (
-            selectors.initiatives_changeable_by(request.user).exists()
-        )
+        return _may_change_some_initiative(request)
 
     def has_waive_permission(self, request: http.HttpRequest) -> bool:
         # Marking done needs no such check: whoever sees a milestone may complete it
@@ -534,9 +544,7 @@ class MetricReadingAdmin(SelectorListMixin, EmptyStateMixin, ServiceAdminMixin, 
         return request.user.has_perm("programs.view_initiative", getattr(obj, "metric", None))
 
     def has_add_permission(self, request: http.HttpRequest) -> bool:
-        return bool(request.user.is_staff) and (
-            selectors.initiatives_changeable_by(request.user).exists()
-        )
+        return _may_change_some_initiative(request)
 
     def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return False  # readings are history: record a new one instead
