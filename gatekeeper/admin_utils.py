@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms, http
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db import transaction
 from django.utils.text import capfirst
 
@@ -29,6 +30,42 @@ class ViewOnlyMixin:
 class ReadOnlyInline(ViewOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False
+
+
+# --- lists ---------------------------------------------------------------------------------
+
+
+class EmptyStateMixin:
+    """A list with nothing in it at all says so in one sentence (``empty_message``) instead of
+    showing an empty table. The app's ``admin/<app>/change_list.html`` renders it (programs' and
+    notifications' extend admin/empty_state_change_list.html)."""
+
+    empty_message = ""
+
+    def get_empty_message(self, request: Any) -> str:
+        return self.empty_message
+
+    def changelist_view(self, request: Any, extra_context: Any = None) -> Any:
+        extra_context = {"empty_message": self.get_empty_message(request), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+
+class _JoiningChangeList(ChangeList):
+    def get_queryset(self, request: Any, exclude_parameters: Any = None) -> Any:
+        qs = super().get_queryset(request, exclude_parameters)
+        if isinstance(self.list_select_related, (list, tuple)) and qs.query.select_related:
+            qs = qs.select_related(*self.list_select_related)
+        return qs
+
+
+class SelectorListMixin:
+    """For admins whose get_queryset is a selector that already joins some rows: Django skips
+    ``list_select_related`` on a queryset that has any select_related, so the columns the
+    list adds (e.g. a review's template's gate) would cost a query per row. Here they are joined
+    on top of the selector's own."""
+
+    def get_changelist(self, request: Any, **kwargs: Any) -> type[ChangeList]:
+        return _JoiningChangeList
 
 
 # --- showing a refusal ---------------------------------------------------------------------

@@ -20,7 +20,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from gatekeeper.admin_utils import (
+    EmptyStateMixin,
     ReadOnlyInline,
+    SelectorListMixin,
     ServiceAdminMixin,
     ViewOnlyMixin,
     report_refusal,
@@ -53,20 +55,6 @@ from gates.models import (
     ReviewState,
 )
 from programs.models import Initiative
-
-
-class EmptyStateMixin:
-    """A list with nothing in it at all says so in one sentence (``empty_message``) instead of
-    showing an empty table (see admin/gates/change_list.html)."""
-
-    empty_message = ""
-
-    def get_empty_message(self, request: Any) -> str:
-        return self.empty_message
-
-    def changelist_view(self, request: Any, extra_context: Any = None) -> Any:
-        extra_context = {"empty_message": self.get_empty_message(request), **(extra_context or {})}
-        return super().changelist_view(request, extra_context)  # type: ignore[misc]
 
 
 def _may_prepare_reviews(request: Any) -> bool:
@@ -247,8 +235,9 @@ class ReviewEventInline(ReadOnlyInline):
 
 
 @admin.register(GateReview)
-class GateReviewAdmin(EmptyStateMixin, ServiceAdminMixin, admin.ModelAdmin):
+class GateReviewAdmin(SelectorListMixin, EmptyStateMixin, ServiceAdminMixin, admin.ModelAdmin):
     empty_message = "No gate review concerns you yet."
+    list_select_related = ("template__gate",)
 
     list_display = (
         "id",

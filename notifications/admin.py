@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from gatekeeper.admin_utils import ReadOnlyInline, ViewOnlyMixin
+from gatekeeper.admin_utils import EmptyStateMixin, ReadOnlyInline, ViewOnlyMixin
 from notifications import services
 from notifications.models import Delivery, DeliveryStatus, Event, Notification, WebhookEndpoint
 
@@ -21,7 +21,8 @@ class DeliveryInline(ReadOnlyInline):
 
 
 @admin.register(Event)
-class EventAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class EventAdmin(EmptyStateMixin, ViewOnlyMixin, admin.ModelAdmin):
+    empty_message = "No event has been recorded yet."
     list_display = ["type", "key", "created_at"]
     list_filter = ["type"]
     search_fields = ["key", "type"]
@@ -31,7 +32,8 @@ class EventAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class DeliveryAdmin(EmptyStateMixin, ViewOnlyMixin, admin.ModelAdmin):
+    empty_message = "Nothing has been sent or queued yet."
     list_display = [
         "id",
         "event_type",
@@ -100,7 +102,8 @@ class DeliveryAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(EmptyStateMixin, admin.ModelAdmin):
+    empty_message = "No webhook endpoint is configured."
     list_display = ["name", "url", "is_active", "event_types", "owner", "disabled_reason"]
     list_filter = ["is_active"]
     search_fields = ["name", "url"]
@@ -133,8 +136,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(EmptyStateMixin, admin.ModelAdmin):
     """Each user's own inbox: every staff user sees theirs, and only theirs."""
+
+    empty_message = "You have no notifications."
 
     list_display = ["title", "event_type", "created_at", "is_read", "open_link"]
     list_filter = ["event_type", ("read_at", admin.EmptyFieldListFilter)]

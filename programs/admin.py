@@ -20,7 +20,9 @@ from django.utils.html import format_html, format_html_join
 from django_fsm.admin import FSMAdminMixin
 
 from gatekeeper.admin_utils import (
+    EmptyStateMixin,
     ReadOnlyInline,
+    SelectorListMixin,
     ServiceAdminMixin,
     ViewOnlyMixin,
     refusal_message,
@@ -130,8 +132,23 @@ class StageTransitionInline(ReadOnlyInline):
         return _review_link(obj.gate_review_id)
 
 
+def _may_change_some_initiative(request: Any) -> bool:
+    """Whether the user may change any initiative at all: milestones are added and readings
+    recorded only on those. Asked by every admin page's menu, so kept on the request."""
+    cached = getattr(request, "_gatekeeper_may_change_initiative", None)
+    if cached is None:
+        cached = bool(request.user.is_staff) and (
+            selectors.initiatives_changeable_by(request.user).exists()
+        )
+        request._gatekeeper_may_change_initiative = cached
+    return cached
+
+
 @admin.register(Initiative)
-class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
+class InitiativeAdmin(
+    SelectorListMixin, EmptyStateMixin, ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin
+):
+    empty_message = "No initiative concerns you yet."
     fsm_fields = ["stage"]
     fsm_forms = {
         name: RequiredReasonForm if name in ("hold", "cancel", "retire") else ReasonForm
@@ -147,7 +164,13 @@ class InitiativeAdmin(ServiceAdminMixin, FSMAdminMixin, admin.ModelAdmin):
         "risk_tier",
         "business_owner",
     )
-    list_filter = ("stage", "business_unit", "risk_tier", "health")
+    # Only the units of initiatives the user may see (the filter reads the admin's queryset).
+    list_filter = (
+        "stage",
+        ("business_unit", admin.RelatedOnlyFieldListFilter),
+        "risk_tier",
+        "health",
+    )
     search_fields = ("key", "name", "summary", "external_refs__key")
     readonly_fields = (
         "key",
@@ -350,7 +373,8 @@ class BusinessUnitAdmin(admin.ModelAdmin):
 
 
 @admin.register(Milestone)
-class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class MilestoneAdmin(SelectorListMixin, EmptyStateMixin, ServiceAdminMixin, admin.ModelAdmin):
+    empty_message = "No milestone concerns you yet."
     list_display = (
         "title",
         "initiative",
@@ -360,7 +384,12 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
         "status",
         "external_deleted_at",
     )
-    list_filter = ("status", "stage", "is_gate_condition")
+    list_filter = (
+        "status",
+        "stage",
+        "is_gate_condition",
+        ("initiative", admin.RelatedOnlyFieldListFilter),
+    )
     search_fields = ("title", "initiative__key", "external_key")
     readonly_fields = (
         "status",
@@ -378,6 +407,16 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: http.HttpRequest, obj: Any = None) -> Any:
         locked = ("initiative", "stage", "external_system", "external_key") if obj else ()
         return (*self.readonly_fields, *locked)
+
+    def has_add_permission(self, request: http.HttpRequest) -> bool:
+        # milestone_add needs an initiative the user may change; without one the form could
+        # only be refused.
+        return _may_change_some_initiative(request)
+
+    def has_waive_permission(self, request: http.HttpRequest) -> bool:
+        # Marking done needs no such check: whoever sees a milestone may complete it
+        # (programs.complete_milestone), but waiving is not a service account's call.
+        return selectors.milestones_changeable_by(request.user).exists()
 
     def has_delete_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return False  # waive it instead, with a reason, so the record of the decision stays
@@ -423,7 +462,7 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
             kwargs["queryset"] = selectors.initiatives_visible_to(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    @admin.action(description="Waive selected milestones (with a reason)")
+    @admin.action(description="Waive selected milestones (with a reason)", permissions=["waive"])
     def waive(self, request: http.HttpRequest, queryset: QuerySet[Milestone]) -> Any:
         form = RequiredReasonForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
@@ -466,9 +505,10 @@ class MilestoneAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(StageTransition)
-class StageTransitionAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class StageTransitionAdmin(SelectorListMixin, EmptyStateMixin, ViewOnlyMixin, admin.ModelAdmin):
+    empty_message = "No initiative you can see has moved stage yet."
     list_display = ("created_at", "initiative", "from_stage", "to_stage", "actor", "reason")
-    list_filter = ("to_stage",)
+    list_filter = ("to_stage", ("initiative", admin.RelatedOnlyFieldListFilter))
     search_fields = ("initiative__key", "reason")
     list_select_related = ("initiative", "actor")
 
@@ -477,11 +517,14 @@ class StageTransitionAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(MetricReading)
-class MetricReadingAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class MetricReadingAdmin(SelectorListMixin, EmptyStateMixin, ServiceAdminMixin, admin.ModelAdmin):
     """Where pilot results are recorded: each reading goes through metric_record_value."""
+
+    empty_message = "No metric reading has been recorded for an initiative you can see."
 
     list_display = ("metric", "initiative", "value", "measured_at", "recorded_by")
     list_select_related = ("metric__initiative", "recorded_by")
+    list_filter = (("metric__initiative", admin.RelatedOnlyFieldListFilter),)
     fields = ("metric", "value", "measured_at")
     search_fields = ("metric__name", "metric__initiative__key")
 
@@ -501,7 +544,7 @@ class MetricReadingAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return request.user.has_perm("programs.view_initiative", getattr(obj, "metric", None))
 
     def has_add_permission(self, request: http.HttpRequest) -> bool:
-        return bool(request.user.is_staff)
+        return _may_change_some_initiative(request)
 
     def has_change_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:
         return False  # readings are history: record a new one instead

@@ -68,6 +68,37 @@ def milestones_visible_to(user: Any) -> QuerySet[Milestone]:
     )
 
 
+def _involved(user: Any, prefix: str = "") -> Q:
+    return (
+        Q(**{f"{prefix}business_owner": user})
+        | Q(**{f"{prefix}sponsor": user})
+        | Q(**{f"{prefix}delivery_lead": user})
+    )
+
+
+def initiatives_changeable_by(user: Any) -> QuerySet[Initiative]:
+    """The initiatives ``user`` may change (programs.change_initiative): all for PMO, else those
+    they own, sponsor or lead. Milestones are added and readings recorded on exactly these."""
+    qs = Initiative.objects.select_related("business_unit", "business_owner")
+    if not user.is_authenticated:
+        return qs.none()
+    if _sees_everything(user):
+        return qs
+    return qs.filter(_involved(user))
+
+
+def milestones_changeable_by(user: Any) -> QuerySet[Milestone]:
+    """The milestones ``user`` may change or waive (programs.change_milestone): all for PMO,
+    else their own and those of initiatives they own, sponsor or lead. (A gate condition
+    also needs programs.override_gate_condition to be waived.)"""
+    qs = Milestone.objects.select_related("initiative", "owner")
+    if not user.is_authenticated:
+        return qs.none()
+    if _sees_everything(user):
+        return qs
+    return qs.filter(Q(owner=user) | _involved(user, "initiative__"))
+
+
 # --- the lifecycle ---------------------------------------------------------------------------
 
 
