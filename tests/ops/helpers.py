@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.servers import free_port
+
+__all__ = ["PYTHON", "ROOT", "clean_env", "free_port", "manage"]
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -38,9 +41,3 @@ def manage(*args: str, env: dict[str, str], timeout: int = 120) -> subprocess.Co
         text=True,
         timeout=timeout,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
