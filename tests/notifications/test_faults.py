@@ -36,7 +36,7 @@ def sweep_until(done: Callable[[], bool], *, timeout: float) -> None:
         try:
             wait_for(done, timeout=1.5, what="deliveries")
             return
-        except AssertionError:
+        except TimeoutError:
             continue
     raise AssertionError(f"not all delivered after {timeout}s: {statuses()}")
 
