@@ -7,7 +7,7 @@ and gates.portfolio); the page is the admin's look (admin/base_site.html) with s
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import wraps
 from typing import Any
 
@@ -184,7 +184,7 @@ class _Echo:
         return value
 
 
-def _csv_lines(rows: list[InitiativeRow]) -> Iterator[str]:
+def _csv_lines(rows: Iterable[InitiativeRow]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     # A byte-order mark, so Excel (where steering-committee decks start) reads UTF-8 names right.
     yield "\ufeff" + writer.writerow(CSV_COLUMNS)

@@ -62,6 +62,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "GATEKEEPER_SCHEDULE_STALLED_INITIATIVES_SECONDS",
         3600,
     ),
+    "dashboard.warm_flow": _every(
+        "dashboard.warm_flow", "GATEKEEPER_SCHEDULE_DASHBOARD_FLOW_SECONDS", 300
+    ),
     "api.purge_idempotency_keys": _every(
         "api.purge_idempotency_keys", "GATEKEEPER_SCHEDULE_IDEMPOTENCY_PURGE_SECONDS", 3600
     ),

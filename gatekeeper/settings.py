@@ -336,6 +336,14 @@ GATEKEEPER = {
     # How long a proposal may wait for its G1 review before it counts as stalled (later stages
     # take their budget from the gate template that opened them).
     "PROPOSED_MAX_DAYS": env_int("GATEKEEPER_PROPOSED_MAX_DAYS", 60, minimum=1),
+    # The dashboard's pilot -> operations flow reads the whole transition history (5M records
+    # at 100k initiatives: seconds). From this many initiatives in view, it is served from the
+    # cache for up to the max age (the page says as of when), and beat keeps the unfiltered
+    # view warm; below it, it is computed on every load.
+    "DASHBOARD_FLOW_CACHE_FROM": env_int("GATEKEEPER_DASHBOARD_FLOW_CACHE_FROM", 5000, minimum=0),
+    "DASHBOARD_FLOW_MAX_AGE_SECONDS": env_int(
+        "GATEKEEPER_DASHBOARD_FLOW_MAX_AGE_SECONDS", 600, minimum=1
+    ),
 }
 
 # --- operations: logs, metrics, content security policy ---------------------------------------

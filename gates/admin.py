@@ -59,10 +59,15 @@ from programs.models import Initiative
 
 def _may_prepare_reviews(request: Any) -> bool:
     """Whether the user may open or submit a review for any initiative at all: only then do the
-    review list's Add button and submit action mean something to them."""
-    return bool(request.user.is_staff) and (
-        selectors.initiatives_user_may_review(user=request.user).exists()
-    )
+    review list's Add button and submit action mean something to them. Asked by every admin
+    page's menu, so kept on the request."""
+    cached = getattr(request, "_gatekeeper_may_prepare_reviews", None)
+    if cached is None:
+        cached = bool(request.user.is_staff) and (
+            selectors.initiatives_user_may_review(user=request.user).exists()
+        )
+        request._gatekeeper_may_prepare_reviews = cached
+    return cached
 
 
 # --- gates and templates -----------------------------------------------------------------

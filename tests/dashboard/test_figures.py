@@ -6,11 +6,21 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.core.cache.backends.locmem import LocMemCache
+from django.db import connection
 
-from dashboard.selectors import dashboard_build, portfolio_with_causes
-from programs.portfolio import PortfolioFilters, _completed_stays
-from programs.stages import Stage
-from tests.dashboard.portfolio import days_ago
+from dashboard.selectors import dashboard_build, flow_warm, portfolio_with_causes
+from programs.models import Initiative
+from programs.portfolio import (
+    PortfolioFilters,
+    _completed_stays,
+    _median_days_in_stage,
+    overdue_milestones_by_owner,
+    portfolio_summary,
+)
+from programs.stages import ACTIVE_STAGES, Stage
+from tests.dashboard.portfolio import build, days_ago
+from tests.factories import MilestoneFactory, UserFactory
 
 ALL = PortfolioFilters()
 
@@ -158,7 +168,9 @@ def test_overdue_milestones_grouped_by_owner(portfolio):
 )
 def test_filters_apply_to_every_panel(portfolio, filters, keys):
     data = _build(portfolio, filters)
-    assert [r.key for r in data.rows] == keys
+    rows = portfolio_with_causes(user=portfolio.pmo, filters=filters, now=portfolio.now)
+    assert [r.key for r in rows] == keys
+    assert data.total == len(keys)
     assert sum(data.funnel.values()) == len(keys)
     assert {r.key for r in data.stalled} <= set(keys)
     assert {r.key for r in data.in_stage} <= set(keys)
@@ -197,7 +209,6 @@ def test_flow_in_sql_agrees_with_the_python_fold(portfolio):
         _stage_flow_sql,
         initiatives_filtered,
     )
-    from tests.dashboard.portfolio import build
 
     p, i, h, o = Stage.PILOT, Stage.INTEGRATION, Stage.HARDENING, Stage.OPERATIONS
     hold, cancelled = Stage.ON_HOLD, Stage.CANCELLED
@@ -217,3 +228,82 @@ def test_flow_in_sql_agrees_with_the_python_fold(portfolio):
     for filters in (ALL, PortfolioFilters(business_unit="claims"), PortfolioFilters(stage="x")):
         scoped = initiatives_filtered(user=portfolio.pmo, filters=filters).order_by().values("pk")
         assert _stage_flow_sql(scoped) == _stage_flow_python(scoped)
+
+
+def test_in_stage_lists_most_budget_used_first_as_the_rows_compute_it(portfolio):
+    data = _build(portfolio)
+    # C2 170/120 days, F1 80/60, C3 70/60, F3 25/90: ordered in the database by the same ratio.
+    assert [r.key for r in data.in_stage] == ["AI-C2", "AI-F1", "AI-C3", "AI-F3"]
+    rows = portfolio_with_causes(user=portfolio.pmo, filters=ALL, now=portfolio.now)
+    by_python = sorted(
+        (r for r in rows if r.stage in ACTIVE_STAGES),
+        key=lambda r: (r.budget_used is None, -(r.budget_used or 0), r.key),
+    )
+    assert [r.key for r in data.in_stage] == [r.key for r in by_python]
+    assert data.in_stage_total == 4
+
+
+def test_overdue_groups_stop_at_the_limit_and_keep_their_counts(portfolio):
+    now = portfolio.now
+    ann = UserFactory(username="ann", first_name="Ann")
+    bob = UserFactory(username="bob", first_name="Bob")
+    for n, owner in ((3, ann), (3, bob)):
+        for k in range(n):
+            MilestoneFactory(
+                initiative=portfolio.f3,
+                owner=owner,
+                title=f"{owner.username} {k}",
+                due_at=days_ago(now, 10 + k),
+            )
+    groups, total = overdue_milestones_by_owner(Initiative.objects.all(), now=now, limit=4)
+    assert total == 7
+    # Most late work first, ties by name; each group oldest first; cut after four listed.
+    assert [(g.owner, g.count, [m.title for m, _ in g.milestones]) for g in groups] == [
+        ("Ann", 3, ["ann 2", "ann 1", "ann 0"]),
+        ("Bob", 3, ["bob 2"]),
+    ]
+    assert groups[0].milestones[0][1] == pytest.approx(12)
+
+
+def test_summary_medians_in_sql_agree_with_the_python_fold(portfolio, monkeypatch):
+    summary = portfolio_summary(user=portfolio.pmo, now=portfolio.now)
+    # Active now: C3 70 and F1 80 days in proposed, F3 25 in pilot, C2 170 in integration.
+    assert summary["median_days_in_stage"] == {
+        "proposed": 75.0,
+        "pilot": 25.0,
+        "integration": 170.0,
+        "hardening": None,
+    }
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    assert (
+        _median_days_in_stage(Initiative.objects.all(), portfolio.now)
+        == summary["median_days_in_stage"]
+    )
+
+
+def test_a_large_portfolios_flow_comes_from_the_cache_and_says_as_of_when(
+    portfolio, settings, monkeypatch
+):
+    # A private cache: the shared one may hold another run's entries under the same SQL.
+    monkeypatch.setattr("dashboard.selectors.cache", LocMemCache("flow-test", {}))
+    settings.GATEKEEPER = {**settings.GATEKEEPER, "DASHBOARD_FLOW_CACHE_FROM": 3}
+    first = _build(portfolio)
+    assert not first.flow_cached
+    # A new record changes the history, but a cached flow is served until it expires.
+    build(portfolio.now, created=5, moves=[(Stage.PROPOSED, Stage.PILOT, 1)], key="AI-X1")
+    second = _build(portfolio)
+    assert second.flow_cached
+    assert second.flow == first.flow
+    assert second.flow_as_of == first.flow_as_of
+    # Another scope (a filter) is its own entry.
+    assert not _build(portfolio, PortfolioFilters(business_unit="finance")).flow_cached
+    # Beat's warm-up recomputes the unfiltered view a PMO opens first.
+    assert flow_warm() is True
+    warmed = _build(portfolio)
+    assert warmed.flow_cached
+    assert warmed.flow.overall.reached_pilot == first.flow.overall.reached_pilot + 1
+
+
+def test_a_small_portfolios_flow_is_computed_on_every_load(portfolio):
+    assert _build(portfolio).flow_cached is False
+    assert flow_warm() is False
