@@ -57,3 +57,18 @@ def test_portfolio_summary_counts_what_the_caller_sees(django_assert_max_num_que
     mine = _api(a.business_owner).get("/api/v1/portfolio/summary/").json()
     assert mine["total"] == 1
     assert mine["stalled"] == 0
+
+
+def test_a_scope_joined_through_milestones_counts_each_initiative_once():
+    now = timezone.now()
+    owner = UserFactory()
+    a = InitiativeFactory(business_owner=owner, stall_at=now - dt.timedelta(days=1))
+    for days in (1, 2, 3):  # three milestones: three joined rows for the same initiative
+        MilestoneFactory(initiative=a, owner=owner, due_at=now - dt.timedelta(days=days))
+    other = InitiativeFactory()
+    MilestoneFactory(initiative=other, owner=owner, due_at=now + dt.timedelta(days=3))
+    body = _api(owner).get("/api/v1/portfolio/summary/").json()
+    assert body["total"] == 2
+    assert body["by_stage"]["proposed"] == 2
+    assert body["stalled"] == 1
+    assert body["overdue"] == 1
