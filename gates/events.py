@@ -24,7 +24,14 @@ from gates.models import Approval, GateCondition, GateReview, GateTemplate, Outc
 from gates.selectors import deputies_of
 from notifications.outbox import OutboxEvent
 from programs.events import initiative_summary
-from programs.recipients import Recipient, dedupe, initiative_people, person, pmo
+from programs.recipients import (
+    Recipient,
+    dedupe,
+    initiative_people,
+    initiative_users,
+    person,
+    pmo,
+)
 
 
 def _admin_path(name: str, *args: Any) -> str:
@@ -52,6 +59,12 @@ def _review_summary(review: GateReview) -> dict[str, Any]:
 def _stakeholders(review: GateReview) -> list[Recipient]:
     """The submitter and the people named on the initiative, each once."""
     return dedupe([person(review.submitted_by, "submitter"), *initiative_people(review.initiative)])
+
+
+def _stakeholder_users(review: GateReview) -> tuple[Any, ...]:
+    """The user rows behind ``_stakeholders``, for the outbox (``OutboxEvent.users``)."""
+    submitter = (review.submitted_by,) if review.submitted_by is not None else ()
+    return (*submitter, *initiative_users(review.initiative))
 
 
 # --- templates -----------------------------------------------------------------------------
@@ -175,15 +188,28 @@ def approval_decided(
             "recipients": _stakeholders(review),
         },
         key=f"approval.decided:{approval.pk}",
+        users=_stakeholder_users(review),
     )
 
 
 def review_decided(
-    *, review: GateReview, outcome: str, summary: str, conditions: Sequence[GateCondition]
+    *,
+    review: GateReview,
+    outcome: str,
+    summary: str,
+    conditions: Sequence[GateCondition],
+    approvals: Sequence[Approval] | None = None,
 ) -> OutboxEvent:
-    """The gate's decision, to the stakeholders and every approver of the review."""
+    """The gate's decision, to the stakeholders and every approver of the review.
+
+    ``approvals``: all the review's approvals with their approvers, if the caller has them (the
+    decision read them under the review's lock); else they are read."""
     initiative = review.initiative
-    approvers = [person(a.approver, a.role) for a in review.approvals.select_related("approver")]
+    if approvals is None:
+        approvals = list(review.approvals.select_related("approver"))
+    else:
+        approvals = sorted(approvals, key=lambda a: a.pk)  # as the model orders them
+    approvers = [person(a.approver, a.role) for a in approvals]
     milestone_ids = [c.milestone_id for c in conditions if c.milestone_id]
     return OutboxEvent(
         "review.decided",
@@ -198,6 +224,7 @@ def review_decided(
             "recipients": dedupe([*_stakeholders(review), *approvers]),
         },
         key=f"review.decided:{review.pk}",
+        users=(*_stakeholder_users(review), *(a.approver for a in approvals)),
     )
 
 

@@ -181,13 +181,16 @@ def resolve_approvers(
     return ResolvedApprovers(slots, unmet)
 
 
+def delegations_in_force(day: dt.date) -> QuerySet[Delegation]:
+    """The delegations a deputy may act on, on ``day``: begun, not ended, not revoked."""
+    return Delegation.objects.filter(starts_on__lte=day, ends_on__gte=day, revoked_at__isnull=True)
+
+
 def principals_of(user: User, day: dt.date | None = None) -> set[int]:
     """The approvers ``user`` may act for on ``day``: themselves and whoever delegated to them."""
     day = day or timezone.localdate()
     ids = set(
-        Delegation.objects.filter(
-            deputy_id=user.pk, starts_on__lte=day, ends_on__gte=day, revoked_at__isnull=True
-        ).values_list("principal_id", flat=True)
+        delegations_in_force(day).filter(deputy_id=user.pk).values_list("principal_id", flat=True)
     )
     ids.add(user.pk)
     return ids
@@ -195,9 +198,7 @@ def principals_of(user: User, day: dt.date | None = None) -> set[int]:
 
 def deputies_of(user_id: int, day: dt.date) -> list[User]:
     """Who may act for ``user_id`` on ``day`` (one entry per delegation in force)."""
-    delegations = Delegation.objects.filter(
-        principal_id=user_id, starts_on__lte=day, ends_on__gte=day, revoked_at__isnull=True
-    ).select_related("deputy")
+    delegations = delegations_in_force(day).filter(principal_id=user_id).select_related("deputy")
     return [d.deputy for d in delegations]
 
 

@@ -12,6 +12,14 @@ payload is free-form JSON; these keys are read:
 
 Every active ``WebhookEndpoint`` subscribed to the type also gets one delivery.
 
+Two reads are spared on the hot path. The caller may hand over the recipients' user rows it
+already read in its transaction (``users``); only the others are looked up. The active endpoints
+are kept per process, keyed by a fingerprint of the active set (ids and subscriptions) that the
+event's own INSERT returns: a cached list is used only while it is exactly the set that statement
+saw, so an endpoint deactivated, deleted, added or re-subscribed anywhere (another process, a
+shell ``update()``) is taken into account at the next event, with no time to live and no signal
+to miss. (PostgreSQL; on other databases the endpoints are read for every delivery write.)
+
 A service that emits several events in one change (a deciding approval: the approval, the stage
 move, the review's decision) opens ``batch()`` inside its transaction, so the deliveries of all of
 them are resolved and written together: one look-up of the recipients, one of the endpoints and
@@ -20,8 +28,9 @@ one insert, instead of three of each.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,6 +39,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from gatekeeper import metrics
@@ -47,33 +57,45 @@ class OutboxEvent:
     type: str
     payload: dict[str, Any]
     key: str
+    # The user rows behind ``payload["recipients"]`` that the builder had at hand (see ``emit``).
+    users: Sequence[Any] = field(default=(), compare=False, repr=False)
 
     def emit(self) -> Event | None:
         """Record it in the caller's transaction (see ``emit``)."""
-        return emit(self.type, self.payload, key=self.key)
+        return emit(self.type, self.payload, key=self.key, users=self.users)
 
 
-def emit(type: str, payload: dict[str, Any], *, key: str) -> Event | None:
+def emit(
+    type: str, payload: dict[str, Any], *, key: str, users: Sequence[Any] = ()
+) -> Event | None:
     """Record an event and its deliveries in the caller's transaction; dispatch them on commit.
 
     Returns None if ``key`` was already emitted (nothing new is created or sent). Must run inside
     the transaction of the change it reports, so a rollback takes the event too. Inside a
     ``batch()`` the deliveries are written when the batch closes, still in that transaction.
+
+    ``users``: recipients' user rows the caller read in this transaction (e.g. the people joined
+    to the row it locked); their ``is_active`` and ``email`` are taken as they are, and only the
+    recipients not among them are read.
     """
     bind_event(type, payload, event_key=key)
     connection = _connection()
     if not connection.in_atomic_block:
         raise RuntimeError("notifications.outbox.emit must be called inside transaction.atomic()")
-    event = _insert_once(connection, type=type, key=key, payload=payload)
-    if event is None:
+    inserted = _insert_once(connection, type=type, key=key, payload=payload)
+    if inserted is None:
         return None
+    event, endpoints_version = inserted
     logger.info("event emitted")
     transaction.on_commit(lambda: metrics.observe_event(type, payload), using=connection.alias)
+    known = {u.pk: u for u in users if u is not None}
     pending = _batch.get()
     if pending is not None and pending.savepoints == _savepoints(connection):
         pending.events.append(event)
+        pending.users.update(known)
+        pending.endpoints_version = endpoints_version
     else:
-        _deliver([event])
+        _deliver([event], known, endpoints_version)
     return event
 
 
@@ -84,6 +106,9 @@ class _Batch:
     # back to that savepoint takes them along with the event.
     savepoints: list[str]
     events: list[Event] = field(default_factory=list)
+    users: dict[int, Any] = field(default_factory=dict)
+    # As the latest event's insert saw the endpoints: the most recent of the batch's statements.
+    endpoints_version: str | None = None
 
 
 _batch: ContextVar[_Batch | None] = ContextVar("outbox_batch", default=None)
@@ -108,7 +133,7 @@ def batch() -> Iterator[None]:
         _batch.reset(token)
     # Not reached when the block raised: the transaction that holds the events is rolling back.
     if pending.events:
-        _deliver(pending.events)
+        _deliver(pending.events, pending.users, pending.endpoints_version)
 
 
 def _connection() -> BaseDatabaseWrapper:
@@ -122,8 +147,10 @@ def _savepoints(connection: BaseDatabaseWrapper) -> list[str]:
 
 def _insert_once(
     connection: BaseDatabaseWrapper, *, type: str, key: str, payload: dict[str, Any]
-) -> Event | None:
-    """Insert the event unless its key exists, in one statement; None if it existed.
+) -> tuple[Event, str | None] | None:
+    """Insert the event unless its key exists, in one statement; None if it existed. With the
+    event, the fingerprint of the active endpoints as the same statement saw them (None where
+    the database cannot say, see ``_endpoints_version_sql``).
 
     ON CONFLICT instead of catching the IntegrityError: a duplicate is a no-op, not an error
     that would abort the caller's transaction, so no savepoint has to be set and released
@@ -138,7 +165,7 @@ def _insert_once(
         f"({', '.join(quote(f.column) for f in written)}) "
         f"VALUES ({', '.join(['%s'] * len(written))}) "
         f"ON CONFLICT ({quote(fields['key'].column)}) DO NOTHING "
-        f"RETURNING {quote(fields['id'].column)}"
+        f"RETURNING {quote(fields['id'].column)}, {_endpoints_version_sql(connection)}"
     )
     params = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in written]
     with connection.cursor() as cursor:
@@ -149,11 +176,11 @@ def _insert_once(
     event.pk = row[0]
     event._state.adding = False
     event._state.db = connection.alias
-    return event
+    return event, row[1]
 
 
-def _deliver(events: list[Event]) -> None:
-    deliveries = _deliveries_for(events)
+def _deliver(events: list[Event], users: dict[int, Any], endpoints_version: str | None) -> None:
+    deliveries = _deliveries_for(events, users, endpoints_version)
     logger.info("deliveries written", extra={"deliveries": len(deliveries)})
     # People's deliveries (emails, in-app notes: local and quick) travel in one message; each
     # webhook gets its own, so a slow or dead receiver never holds up anyone's mail.
@@ -173,12 +200,15 @@ def _recipient_list(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def deliveries_create(event: Event) -> list[Delivery]:
     """One delivery per distinct e-mail address, per active recipient user, per endpoint."""
-    return _deliveries_for([event])
+    return _deliveries_for([event], {}, None)
 
 
-def _deliveries_for(events: list[Event]) -> list[Delivery]:
-    """The deliveries of ``events``, with one query for their recipient users, one for the
-    webhook endpoints and one insert, however many events and recipients there are."""
+def _deliveries_for(
+    events: list[Event], known_users: dict[int, Any], endpoints_version: str | None
+) -> list[Delivery]:
+    """The deliveries of ``events``, with at most one query for the recipient users the caller
+    did not hand over, one for the webhook endpoints unless the cached set is current, and one
+    insert, however many events and recipients there are."""
     recipients = {event.pk: _recipient_list(event.payload) for event in events}
     user_ids = {
         r["user_id"]
@@ -186,14 +216,20 @@ def _deliveries_for(events: list[Event]) -> list[Delivery]:
         for r in listed
         if isinstance(r.get("user_id"), int)
     }
-    users = {u.pk: u for u in get_user_model()._default_manager.filter(pk__in=user_ids)}
-    endpoints = _valid_endpoints()
+    users = {pk: known_users[pk] for pk in user_ids & known_users.keys()}
+    missing = user_ids - users.keys()
+    if missing:
+        users.update((u.pk, u) for u in get_user_model()._default_manager.filter(pk__in=missing))
+    endpoints = _valid_endpoints(endpoints_version)
     now = timezone.now()
     rows: list[Delivery] = []
     for event in events:
         rows.extend(_person_rows(event, recipients[event.pk], users, now))
         rows.extend(
-            Delivery(event=event, channel=Channel.WEBHOOK, endpoint=endpoint, next_attempt_at=now)
+            # By id: the cached endpoint objects are shared, never attached to a delivery.
+            Delivery(
+                event=event, channel=Channel.WEBHOOK, endpoint_id=endpoint.pk, next_attempt_at=now
+            )
             for endpoint in endpoints
             if endpoint.subscribes_to(event.type)
         )
@@ -226,12 +262,60 @@ def _person_rows(
             )
 
 
-def _valid_endpoints() -> Iterable[WebhookEndpoint]:
-    """The active endpoints whose subscription list is valid; each event then picks its own."""
+def _endpoints_version_sql(connection: BaseDatabaseWrapper) -> str:
+    """An SQL expression: the fingerprint of the active endpoints (each one's id and
+    subscription list; the columns a delivery depends on), or NULL where not implemented.
+
+    Computed by the database in the statement that uses it, so it describes the rows that
+    statement saw; an md5 keeps it short however many endpoints there are.
+    """
+    if connection.vendor != "postgresql":
+        return "NULL"
+    quote = connection.ops.quote_name
+    fields = {f.name: f.column for f in WebhookEndpoint._meta.concrete_fields}
+    table, pk = quote(WebhookEndpoint._meta.db_table), quote(fields["id"])
+    types, active = quote(fields["event_types"]), quote(fields["is_active"])
+    listed = f"string_agg(e.{pk}::text || '=' || e.{types}::text, ',' ORDER BY e.{pk})"
+    return f"(SELECT md5(coalesce({listed}, '')) FROM {table} e WHERE e.{active})"  # noqa: S608
+
+
+# The fingerprint of no active endpoint at all: md5 of the empty aggregate.
+_NO_ENDPOINTS_VERSION = hashlib.md5(b"", usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True)
+class _CachedEndpoints:
+    version: str
+    endpoints: tuple[WebhookEndpoint, ...]
+
+
+# Per process; replaced whole (one assignment), so threads never see half of an update.
+_endpoints_cache: _CachedEndpoints | None = None
+
+
+def _valid_endpoints(version: str | None = None) -> Iterable[WebhookEndpoint]:
+    """The active endpoints whose subscription list is valid; each event then picks its own.
+
+    ``version``: the fingerprint of the active endpoints as the caller's statement saw them
+    (``_endpoints_version_sql``); the cached list is used only when it was read at that same
+    fingerprint, so it is exactly the set the database holds for this transaction.
+    """
+    global _endpoints_cache
+    cached = _endpoints_cache
+    if version is not None and cached is not None and cached.version == version:
+        return cached.endpoints
+    version_sql = _endpoints_version_sql(_connection())
     # Filtered in Python: JSON containment is not portable to SQLite (the embedded default),
-    # and the endpoint table is small.
+    # and the endpoint table is small. With the rows, their set's own fingerprint from the same
+    # statement: the cache is keyed by exactly what was read, even if the set changed since the
+    # caller's statement.
+    rows = list(
+        WebhookEndpoint.objects.filter(is_active=True).annotate(
+            set_version=RawSQL(version_sql, ())  # noqa: S611 -- no input, names from the model
+        )
+    )
     valid = []
-    for endpoint in WebhookEndpoint.objects.filter(is_active=True):
+    for endpoint in rows:
         problem = event_types_problem(endpoint.event_types)
         if problem is not None:
             # emit runs inside every service's transaction: one endpoint saved with bad JSON
@@ -242,6 +326,9 @@ def _valid_endpoints() -> Iterable[WebhookEndpoint]:
             )
             continue
         valid.append(endpoint)
+    if version_sql != "NULL":
+        read_at = getattr(rows[0], "set_version") if rows else _NO_ENDPOINTS_VERSION  # noqa: B009
+        _endpoints_cache = _CachedEndpoints(read_at, tuple(valid))
     return valid
 
 

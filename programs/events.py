@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 from notifications.outbox import OutboxEvent
-from programs.recipients import Recipient, dedupe, initiative_people, person, pmo
+from programs.recipients import (
+    Recipient,
+    dedupe,
+    initiative_people,
+    initiative_users,
+    person,
+    pmo,
+)
 
 if TYPE_CHECKING:
     from programs.models import Initiative, Milestone, StageTransition, SuccessMetric
@@ -55,7 +62,8 @@ def _outgoing(
         **rest,
         "recipients": initiative_people(initiative) if recipients is None else recipients,
     }
-    return OutboxEvent(type_, payload, key=f"{type_}:{key}")
+    users = initiative_users(initiative) if recipients is None else ()
+    return OutboxEvent(type_, payload, key=f"{type_}:{key}", users=users)
 
 
 # --- initiatives -----------------------------------------------------------------------------

@@ -51,6 +51,13 @@ def initiative_people(initiative: Initiative) -> list[Recipient]:
     return dedupe(person(getattr(initiative, role), role) for role in INITIATIVE_ROLES)
 
 
+def initiative_users(initiative: Initiative) -> tuple[Any, ...]:
+    """The user rows ``initiative_people`` named, as loaded with the initiative: builders hand
+    them to the outbox with the event (``OutboxEvent.users``) so it does not read them again."""
+    people = (getattr(initiative, role) for role in INITIATIVE_ROLES)
+    return tuple(user for user in people if user is not None)
+
+
 def pmo() -> list[Recipient]:
     """Every active member of the PMO group (escalations and stall alerts go to them)."""
     users = get_user_model()._default_manager.filter(groups__name=PMO, is_active=True)

@@ -53,6 +53,19 @@ def gate_port() -> Iterator[StubGatePort]:
     ports.register_gate_port(previous)
 
 
+@pytest.fixture
+def warm_outbox(db) -> None:
+    """The outbox's endpoint list read once, as a running process has it: a query budget then
+    counts the steady state, not the first event after the endpoints changed (which reads them
+    once more)."""
+    from django.db import transaction
+
+    from notifications.outbox import emit
+
+    with transaction.atomic():
+        emit("test.warm_up", {"recipients": []}, key="test.warm_up")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every transactional test restores the data migrations' rows after its flush.

@@ -65,7 +65,10 @@ def lock_review(review_id: int) -> GateReview:
         raise GateReview.DoesNotExist(f"no gate review #{review_id}")
     # Read after the lock, so as the change we may have waited for left it; with the people
     # every event about it names, so nothing later reads them again.
-    return (
+    # A list, not get(): get() adds LIMIT 21, and with a LIMIT PostgreSQL plans these nine
+    # joined tables for a partial fetch, which took it several times longer (about 6 ms against
+    # 2) than running the statement.
+    reviews = list(
         GateReview.objects.select_for_update(of=("self",))
         .select_related(
             "initiative",
@@ -77,8 +80,12 @@ def lock_review(review_id: int) -> GateReview:
             "template",
             "submitted_by",
         )
-        .get(pk=review_id)
+        .filter(pk=review_id)
+        .order_by()
     )
+    if not reviews:
+        raise GateReview.DoesNotExist(f"no gate review #{review_id}")
+    return reviews[0]
 
 
 def review_log(

@@ -19,8 +19,9 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, ForeignKey, OuterRef
 from django.utils import timezone
 
 from gatekeeper.errors import Conflict, PermissionDenied, TransitionRefused
@@ -39,8 +40,8 @@ from gates.models import (
     ReviewState,
 )
 from gates.quorum import QuorumResult, quorum
-from gates.selectors import principals_of
-from gates.services._common import Errors, groups_of, lock_review, require_actor, review_log
+from gates.selectors import delegations_in_force
+from gates.services._common import Errors, lock_review, require_actor, review_log
 from notifications import outbox
 from programs import services as programs
 from programs.roles import INTEGRATIONS
@@ -94,15 +95,22 @@ def _validate_decision(
 
 
 def _check_may_decide(
-    review: GateReview, approval: Approval, actor: User, others: Sequence[Approval]
+    review: GateReview,
+    approval: Approval,
+    actor: User,
+    others: Sequence[Approval],
+    *,
+    service_account: bool,
+    deputy_today: bool,
 ) -> None:
     """Separation of duties, each refusal with its reason. ``others``: the review's other
-    approvals."""
-    if INTEGRATIONS in groups_of(actor):
+    approvals; ``service_account``: the actor is in the integrations group; ``deputy_today``: a
+    delegation in force today lets the actor act for the approval's approver."""
+    if service_account:
         raise PermissionDenied(f"{actor} is a service account; service accounts never approve")
     if actor.pk == review.submitted_by_id:
         raise PermissionDenied(f"{actor} submitted review #{review.pk} and cannot decide it")
-    if approval.approver_id not in principals_of(actor):
+    if approval.approver_id != actor.pk and not deputy_today:
         raise PermissionDenied(
             f"{actor} is neither the {approval.get_role_display()} approver of review "
             f"#{review.pk} nor their deputy today"
@@ -141,13 +149,31 @@ def approval_decide(
         # quorum once, and a concurrent hold/cancel (which locks the initiative first) cannot
         # deadlock with the move this decision may make.
         review = lock_review(approval.review_id)
+        # The review's approvals in one statement, all locked: this one is decided, the others
+        # are what the quorum counts and what a decided review voids. Every decision on the
+        # review takes the review's lock first, so they queue there, not here. With each row,
+        # what separation of duties asks about the caller: whether a delegation in force today
+        # lets them act for its approver, and whether they are a service account.
         # of=self: locking the approver's user row too would deadlock two decisions that
         # notify each other's approvers (a delivery's foreign key waits on that row).
-        locked = (
+        approvals = list(
             Approval.objects.select_for_update(of=("self",))
+            .filter(review_id=review.pk)
             .select_related("approver")
-            .get(pk=approval.pk)
+            .annotate(
+                has_conditions=Exists(GateCondition.objects.filter(approval=OuterRef("pk"))),
+                deputy_today=Exists(
+                    delegations_in_force(timezone.localdate()).filter(
+                        deputy_id=person.pk, principal_id=OuterRef("approver_id")
+                    )
+                ),
+                service_account=Exists(Group.objects.filter(name=INTEGRATIONS, user__pk=person.pk)),
+            )
+            .order_by("pk")
         )
+        locked = next((a for a in approvals if a.pk == approval.pk), None)
+        if locked is None:
+            raise Approval.DoesNotExist(f"no approval #{approval.pk} on review #{review.pk}")
         if locked.status != ApprovalStatus.PENDING:
             raise Conflict(
                 f"the {locked.get_role_display()} approval of review #{review.pk} is already "
@@ -155,14 +181,15 @@ def approval_decide(
             )
         if review.state != ReviewState.SUBMITTED:
             raise Conflict(f"review #{review.pk} is {review.state}; it takes no more decisions")
-        # Read under the review's lock, which every decision on it takes first: the same rows
-        # the quorum counts below.
-        others = list(
-            review.approvals.exclude(pk=locked.pk).annotate(
-                has_conditions=Exists(GateCondition.objects.filter(approval=OuterRef("pk")))
-            )
+        others = [a for a in approvals if a is not locked]
+        _check_may_decide(
+            review,
+            locked,
+            person,
+            others,
+            service_account=locked.service_account,
+            deputy_today=locked.deputy_today,
         )
-        _check_may_decide(review, locked, person, others)
 
         now = timezone.now()
         locked.status = (
@@ -213,8 +240,23 @@ def approval_decide(
                 conditioned=bool(conditions) or any(a.has_conditions for a in others),
                 now=now,
             )
-    approval.refresh_from_db()
+    _reload_from(approval, locked)
     return locked
+
+
+def _reload_from(target: Approval, source: Approval) -> None:
+    """``target.refresh_from_db()`` without the round trip: ``source`` is the same row as this
+    (committed) decision locked and saved, so it holds what the database would return."""
+    if target is source:
+        return
+    for f in Approval._meta.concrete_fields:
+        setattr(target, f.attname, getattr(source, f.attname))
+        if isinstance(f, ForeignKey) and f.is_cached(target):
+            f.delete_cached_value(target)
+    for rel in Approval._meta.related_objects:
+        if rel.is_cached(target):
+            rel.delete_cached_value(target)
+    target._state.db = source._state.db
 
 
 @dataclass(frozen=True)
@@ -320,5 +362,9 @@ def _decide_review(
         },
     )
     events.review_decided(
-        review=review, outcome=outcome, summary=summary, conditions=conditions
+        review=review,
+        outcome=outcome,
+        summary=summary,
+        conditions=conditions,
+        approvals=[decisive, *others],
     ).emit()

@@ -68,11 +68,17 @@ def lock_initiative(
             raise RuntimeError("a held initiative lock needs the transaction that took it")
         locked = initiative
     else:
-        locked = (
+        # Not get(): its LIMIT makes PostgreSQL plan the joins for a partial fetch, which costs
+        # more than running this one-row statement (see gates.services._common.lock_review).
+        rows = list(
             Initiative.objects.select_for_update(of=("self",))
             .select_related(*_JOINED)
-            .get(pk=initiative.pk)
+            .filter(pk=initiative.pk)
+            .order_by()
         )
+        if not rows:
+            raise Initiative.DoesNotExist(f"no initiative #{initiative.pk}")
+        locked = rows[0]
         _drop_stale_joins(locked)
     expected = expected_stage if expected_stage is not None else initiative.stage
     if locked.stage != expected:
