@@ -21,7 +21,7 @@ one insert, instead of three of each.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -75,6 +75,43 @@ def emit(type: str, payload: dict[str, Any], *, key: str) -> Event | None:
     else:
         _deliver([event])
     return event
+
+
+def emit_all(events: Sequence[OutboxEvent]) -> list[Event]:
+    """``emit`` for many events in one statement (a sweep's chunk): record those whose key is new
+    and return them, in the given order; the others were already emitted and send nothing.
+
+    Same contract as ``emit``: inside the change's transaction; their deliveries are written
+    together at once, or when an open ``batch()`` closes.
+    """
+    if not events:
+        return []
+    connection = _connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError("notifications.outbox.emit must be called inside transaction.atomic()")
+    inserted = _insert_all_once(connection, events)
+    recorded: list[Event] = []
+    for outgoing in events:
+        event = inserted.pop(outgoing.key, None)  # popped: a key given twice is recorded once
+        if event is None:
+            continue
+        bind_event(outgoing.type, outgoing.payload, event_key=outgoing.key)
+        logger.info("event emitted")
+        recorded.append(event)
+    if not recorded:
+        return []
+
+    def observe() -> None:
+        for event in recorded:
+            metrics.observe_event(event.type, event.payload)
+
+    transaction.on_commit(observe, using=connection.alias)
+    pending = _batch.get()
+    if pending is not None and pending.savepoints == _savepoints(connection):
+        pending.events.extend(recorded)
+    else:
+        _deliver(recorded)
+    return recorded
 
 
 @dataclass
@@ -150,6 +187,39 @@ def _insert_once(
     event._state.adding = False
     event._state.db = connection.alias
     return event
+
+
+def _insert_all_once(
+    connection: BaseDatabaseWrapper, events: Sequence[OutboxEvent]
+) -> dict[str, Event]:
+    """``_insert_once`` for many events in one INSERT; the new ones by key."""
+    now = timezone.now()
+    rows = [Event(type=e.type, key=e.key, payload=e.payload, created_at=now) for e in events]
+    fields = {f.name: f for f in Event._meta.concrete_fields}
+    written = [fields[name] for name in ("type", "key", "payload", "created_at")]
+    quote = connection.ops.quote_name
+    one_row = f"({', '.join(['%s'] * len(written))})"
+    sql = (
+        f"INSERT INTO {quote(Event._meta.db_table)} "  # noqa: S608 -- names from the model
+        f"({', '.join(quote(f.column) for f in written)}) "
+        f"VALUES {', '.join([one_row] * len(rows))} "
+        f"ON CONFLICT ({quote(fields['key'].column)}) DO NOTHING "
+        f"RETURNING {quote(fields['id'].column)}, {quote(fields['key'].column)}"
+    )
+    params = [
+        f.get_db_prep_save(getattr(row, f.attname), connection) for row in rows for f in written
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = {key: pk for pk, key in cursor.fetchall()}
+    inserted: dict[str, Event] = {}
+    for row in rows:
+        if row.key in ids and row.key not in inserted:
+            row.pk = ids[row.key]
+            row._state.adding = False
+            row._state.db = connection.alias
+            inserted[row.key] = row
+    return inserted
 
 
 def _deliver(events: list[Event]) -> None:
