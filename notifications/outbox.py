@@ -15,7 +15,8 @@ Every active ``WebhookEndpoint`` subscribed to the type also gets one delivery.
 A service that emits several events in one change (a deciding approval: the approval, the stage
 move, the review's decision) opens ``batch()`` inside its transaction, so the deliveries of all of
 them are resolved and written together: one look-up of the recipients, one of the endpoints and
-one insert, instead of three of each.
+one insert, instead of three of each. A sweep that emits a chunk's worth of alerts at once calls
+``emit_all``, which also records the events themselves in one insert.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ def emit_all(events: Sequence[OutboxEvent]) -> list[Event]:
         return []
     connection = _connection()
     if not connection.in_atomic_block:
-        raise RuntimeError("notifications.outbox.emit must be called inside transaction.atomic()")
+        raise RuntimeError(
+            "notifications.outbox.emit_all must be called inside transaction.atomic()"
+        )
     inserted = _insert_all_once(connection, events)
     recorded: list[Event] = []
     for outgoing in events:
@@ -160,39 +163,21 @@ def _savepoints(connection: BaseDatabaseWrapper) -> list[str]:
 def _insert_once(
     connection: BaseDatabaseWrapper, *, type: str, key: str, payload: dict[str, Any]
 ) -> Event | None:
-    """Insert the event unless its key exists, in one statement; None if it existed.
-
-    ON CONFLICT instead of catching the IntegrityError: a duplicate is a no-op, not an error
-    that would abort the caller's transaction, so no savepoint has to be set and released
-    around every emit. (PostgreSQL and SQLite both speak this.)
-    """
-    event = Event(type=type, key=key, payload=payload, created_at=timezone.now())
-    fields = {f.name: f for f in Event._meta.concrete_fields}
-    written = [fields[name] for name in ("type", "key", "payload", "created_at")]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(Event._meta.db_table)} "  # noqa: S608 -- names from the model
-        f"({', '.join(quote(f.column) for f in written)}) "
-        f"VALUES ({', '.join(['%s'] * len(written))}) "
-        f"ON CONFLICT ({quote(fields['key'].column)}) DO NOTHING "
-        f"RETURNING {quote(fields['id'].column)}"
-    )
-    params = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in written]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    event.pk = row[0]
-    event._state.adding = False
-    event._state.db = connection.alias
-    return event
+    """Insert the event unless its key exists, in one statement; None if it existed."""
+    return _insert_all_once(connection, [OutboxEvent(type, payload, key)]).get(key)
 
 
 def _insert_all_once(
     connection: BaseDatabaseWrapper, events: Sequence[OutboxEvent]
 ) -> dict[str, Event]:
-    """``_insert_once`` for many events in one INSERT; the new ones by key."""
+    """Insert each event unless its key exists, all in one statement; the new ones by key (a key
+    given twice is inserted once).
+
+    ON CONFLICT instead of catching the IntegrityError: a duplicate is a no-op, not an error
+    that would abort the caller's transaction, so no savepoint has to be set and released
+    around every emit. (PostgreSQL and SQLite both speak this.) One statement's parameters are
+    bounded (65,535 on PostgreSQL, four per event): callers pass a sweep's chunk, not thousands.
+    """
     now = timezone.now()
     rows = [Event(type=e.type, key=e.key, payload=e.payload, created_at=now) for e in events]
     fields = {f.name: f for f in Event._meta.concrete_fields}
