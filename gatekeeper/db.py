@@ -7,10 +7,11 @@ django-pgtrigger; SQLite, the embedded default, has none and relies on the ORM g
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pgtrigger
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_fsm import FSMFieldMixin, FSMModelMixin
@@ -189,6 +190,37 @@ def create_once(model: type[models.Model], **fields: Any) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def create_once_many(objs: Sequence[models.Model], *, returning: str) -> set[Any]:
+    """``create_once`` for many rows of one model in one statement: insert each unless its unique
+    constraint says it already happened, and return the ``returning`` column (one that tells the
+    rows apart, such as the foreign key each row is about) of the rows actually inserted.
+
+    ``INSERT ... ON CONFLICT DO NOTHING``: a duplicate is skipped, not an error, so neither the
+    caller's transaction nor the rest of the rows are lost to it, and no savepoint is needed.
+    The objects are not changed (their primary keys stay unset).
+    """
+    if not objs:
+        return set()
+    model = type(objs[0])
+    connection = connections[router.db_for_write(model)]
+    written = [f for f in model._meta.concrete_fields if not f.primary_key]
+    [told] = [f.column for f in model._meta.concrete_fields if f.name == returning]
+    quote = connection.ops.quote_name
+    one_row = f"({', '.join(['%s'] * len(written))})"
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 -- names from the model
+        f"({', '.join(quote(f.column) for f in written)}) "
+        f"VALUES {', '.join([one_row] * len(objs))} "
+        f"ON CONFLICT DO NOTHING RETURNING {quote(told)}"
+    )
+    params = [
+        f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in written
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 def claim(model: type[models.Model], *, pk: Any, claimable: Any, status: str) -> uuid.UUID | None:

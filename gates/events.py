@@ -246,12 +246,19 @@ def _deadline_common(approval: Approval) -> dict[str, Any]:
     }
 
 
-def approval_reminder(*, approval: Approval, today: dt.date) -> OutboxEvent:
-    """Before the due date: to the approver and whoever deputises for them today."""
+def approval_reminder(
+    *, approval: Approval, today: dt.date, deputies: Sequence[User] | None = None
+) -> OutboxEvent:
+    """Before the due date: to the approver and whoever deputises for them today.
+
+    ``deputies``: ``deputies_of(approval.approver_id, today)`` when the caller already has it (a
+    sweep reminding many approvers looks their deputies up at once)."""
     review = approval.review
     initiative = review.initiative
     due_local = timezone.localtime(approval.due_at)
-    deputies = [person(deputy, "deputy") for deputy in deputies_of(approval.approver_id, today)]
+    if deputies is None:
+        deputies = deputies_of(approval.approver_id, today)
+    deputising = [person(deputy, "deputy") for deputy in deputies]
     return OutboxEvent(
         "approval.reminder",
         {
@@ -263,14 +270,18 @@ def approval_reminder(*, approval: Approval, today: dt.date) -> OutboxEvent:
                 f"review of {initiative.key} {initiative.name} is due "
                 f"{due_local:%a %d %b %Y %H:%M}."
             ),
-            "recipients": dedupe([person(approval.approver, "approver"), *deputies]),
+            "recipients": dedupe([person(approval.approver, "approver"), *deputising]),
         },
         key=f"approval.reminder:{approval.pk}",
     )
 
 
-def approval_escalated(*, approval: Approval, now: dt.datetime) -> OutboxEvent:
-    """Past the due date: to the sponsor and the PMO, copying the approver and the submitter."""
+def approval_escalated(
+    *, approval: Approval, now: dt.datetime, pmo_people: list[Recipient] | None = None
+) -> OutboxEvent:
+    """Past the due date: to the sponsor and the PMO, copying the approver and the submitter.
+
+    ``pmo_people``: ``pmo()`` when the caller already has it (once per sweep chunk)."""
     review = approval.review
     initiative = review.initiative
     due_local = timezone.localtime(approval.due_at)
@@ -290,7 +301,7 @@ def approval_escalated(*, approval: Approval, now: dt.datetime) -> OutboxEvent:
             "recipients": dedupe(
                 [
                     person(initiative.sponsor, "sponsor"),
-                    *pmo(),
+                    *(pmo() if pmo_people is None else pmo_people),
                     person(approval.approver, "approver"),
                     person(review.submitted_by, "submitter"),
                 ]

@@ -198,8 +198,19 @@ def principals_of(user: User, day: dt.date | None = None) -> set[int]:
 
 def deputies_of(user_id: int, day: dt.date) -> list[User]:
     """Who may act for ``user_id`` on ``day`` (one entry per delegation in force)."""
-    delegations = delegations_in_force(day).filter(principal_id=user_id).select_related("deputy")
-    return [d.deputy for d in delegations]
+    return deputies_of_each([user_id], day).get(user_id, [])
+
+
+def deputies_of_each(user_ids: Iterable[int], day: dt.date) -> dict[int, list[User]]:
+    """``deputies_of`` for several people in one query: their deputies by their id (someone
+    nobody deputises for is left out)."""
+    delegations = (
+        delegations_in_force(day).filter(principal_id__in=set(user_ids)).select_related("deputy")
+    )
+    deputies: dict[int, list[User]] = defaultdict(list)
+    for delegation in delegations:
+        deputies[delegation.principal_id].append(delegation.deputy)
+    return dict(deputies)
 
 
 def approvals_inbox(*, user: User, day: dt.date | None = None) -> QuerySet[Approval]:

@@ -23,7 +23,8 @@ to miss. (PostgreSQL; on other databases the endpoints are read for every delive
 A service that emits several events in one change (a deciding approval: the approval, the stage
 move, the review's decision) opens ``batch()`` inside its transaction, so the deliveries of all of
 them are resolved and written together: one look-up of the recipients, one of the endpoints and
-one insert, instead of three of each.
+one insert, instead of three of each. A sweep that emits a chunk's worth of alerts at once calls
+``emit_all``, which also records the events themselves in one insert.
 """
 
 from __future__ import annotations
@@ -99,6 +100,49 @@ def emit(
     return event
 
 
+def emit_all(events: Sequence[OutboxEvent]) -> list[Event]:
+    """``emit`` for many events in one statement (a sweep's chunk): record those whose key is new
+    and return them, in the given order; the others were already emitted and send nothing.
+
+    Same contract as ``emit``: inside the change's transaction; their deliveries are written
+    together at once, or when an open ``batch()`` closes.
+    """
+    if not events:
+        return []
+    connection = _connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError(
+            "notifications.outbox.emit_all must be called inside transaction.atomic()"
+        )
+    inserted, endpoints_version = _insert_all_once(connection, events)
+    recorded: list[Event] = []
+    known: dict[int, Any] = {}
+    for outgoing in events:
+        event = inserted.pop(outgoing.key, None)  # popped: a key given twice is recorded once
+        if event is None:
+            continue
+        bind_event(outgoing.type, outgoing.payload, event_key=outgoing.key)
+        logger.info("event emitted")
+        recorded.append(event)
+        known.update((u.pk, u) for u in outgoing.users if u is not None)
+    if not recorded:
+        return []
+
+    def observe() -> None:
+        for event in recorded:
+            metrics.observe_event(event.type, event.payload)
+
+    transaction.on_commit(observe, using=connection.alias)
+    pending = _batch.get()
+    if pending is not None and pending.savepoints == _savepoints(connection):
+        pending.events.extend(recorded)
+        pending.users.update(known)
+        pending.endpoints_version = endpoints_version
+    else:
+        _deliver(recorded, known, endpoints_version)
+    return recorded
+
+
 @dataclass
 class _Batch:
     # The savepoints open when the batch began. Only an event emitted at that same level is held
@@ -150,33 +194,54 @@ def _insert_once(
 ) -> tuple[Event, str | None] | None:
     """Insert the event unless its key exists, in one statement; None if it existed. With the
     event, the fingerprint of the active endpoints as the same statement saw them (None where
-    the database cannot say, see ``_endpoints_version_sql``).
+    the database cannot say, see ``_endpoints_version_sql``)."""
+    inserted, endpoints_version = _insert_all_once(connection, [OutboxEvent(type, payload, key)])
+    event = inserted.get(key)
+    return None if event is None else (event, endpoints_version)
+
+
+def _insert_all_once(
+    connection: BaseDatabaseWrapper, events: Sequence[OutboxEvent]
+) -> tuple[dict[str, Event], str | None]:
+    """Insert each event unless its key exists, all in one statement; the new ones by key (a key
+    given twice is inserted once), and the fingerprint of the active endpoints as that statement
+    saw them (None if nothing was inserted or the database cannot say).
 
     ON CONFLICT instead of catching the IntegrityError: a duplicate is a no-op, not an error
     that would abort the caller's transaction, so no savepoint has to be set and released
-    around every emit. (PostgreSQL and SQLite both speak this.)
+    around every emit. (PostgreSQL and SQLite both speak this.) One statement's parameters are
+    bounded (65,535 on PostgreSQL, four per event): callers pass a sweep's chunk, not thousands.
     """
-    event = Event(type=type, key=key, payload=payload, created_at=timezone.now())
+    now = timezone.now()
+    rows = [Event(type=e.type, key=e.key, payload=e.payload, created_at=now) for e in events]
     fields = {f.name: f for f in Event._meta.concrete_fields}
     written = [fields[name] for name in ("type", "key", "payload", "created_at")]
     quote = connection.ops.quote_name
+    one_row = f"({', '.join(['%s'] * len(written))})"
     sql = (
         f"INSERT INTO {quote(Event._meta.db_table)} "  # noqa: S608 -- names from the model
         f"({', '.join(quote(f.column) for f in written)}) "
-        f"VALUES ({', '.join(['%s'] * len(written))}) "
+        f"VALUES {', '.join([one_row] * len(rows))} "
         f"ON CONFLICT ({quote(fields['key'].column)}) DO NOTHING "
-        f"RETURNING {quote(fields['id'].column)}, {_endpoints_version_sql(connection)}"
+        f"RETURNING {quote(fields['id'].column)}, {quote(fields['key'].column)}, "
+        f"{_endpoints_version_sql(connection)}"
     )
-    params = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in written]
+    params = [
+        f.get_db_prep_save(getattr(row, f.attname), connection) for row in rows for f in written
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    event.pk = row[0]
-    event._state.adding = False
-    event._state.db = connection.alias
-    return event, row[1]
+        returned = cursor.fetchall()
+    ids = {key: pk for pk, key, _ in returned}
+    endpoints_version = returned[0][2] if returned else None
+    inserted: dict[str, Event] = {}
+    for row in rows:
+        if row.key in ids and row.key not in inserted:
+            row.pk = ids[row.key]
+            row._state.adding = False
+            row._state.db = connection.alias
+            inserted[row.key] = row
+    return inserted, endpoints_version
 
 
 def _deliver(events: list[Event], users: dict[int, Any], endpoints_version: str | None) -> None:

@@ -39,6 +39,10 @@ def initiative_summary(initiative: Initiative) -> dict[str, Any]:
     }
 
 
+def _or_pmo(known: list[Recipient] | None) -> list[Recipient]:
+    return pmo() if known is None else known
+
+
 def _label(initiative: Initiative) -> str:
     return f"{initiative.key} {initiative.name}"
 
@@ -128,7 +132,11 @@ def initiative_stage_changed(initiative: Initiative, record: StageTransition) ->
     )
 
 
-def initiative_stalled(initiative: Initiative, *, now: dt.datetime) -> OutboxEvent:
+def initiative_stalled(
+    initiative: Initiative, *, now: dt.datetime, pmo_people: list[Recipient] | None = None
+) -> OutboxEvent:
+    """``pmo_people``: ``pmo()`` when the caller already has it (a sweep building many alerts
+    looks the PMO up once, not once per alert)."""
     days = (now - initiative.stage_entered_at).days
     stage = initiative.get_stage_display()
     return _outgoing(
@@ -140,7 +148,7 @@ def initiative_stalled(initiative: Initiative, *, now: dt.datetime) -> OutboxEve
             f"{initiative.key} entered {stage} on {initiative.stage_entered_at:%Y-%m-%d}, "
             "longer than its gate allows. Decide: prepare the next gate review, hold, or cancel."
         ),
-        recipients=dedupe([*initiative_people(initiative), *pmo()]),
+        recipients=dedupe([*initiative_people(initiative), *_or_pmo(pmo_people)]),
         admin_url=f"/admin/programs/initiative/{initiative.pk}/change/",
         days_in_stage=days,
     )
@@ -271,7 +279,14 @@ def milestone_overdue(milestone: Milestone, *, level: int, now: dt.datetime) -> 
     )
 
 
-def milestone_escalated(milestone: Milestone, *, level: int, now: dt.datetime) -> OutboxEvent:
+def milestone_escalated(
+    milestone: Milestone,
+    *,
+    level: int,
+    now: dt.datetime,
+    pmo_people: list[Recipient] | None = None,
+) -> OutboxEvent:
+    """``pmo_people`` as for ``initiative_stalled``."""
     initiative = milestone.initiative
     days_late = max((now - milestone.due_at).days, 0)
     return _milestone_alert(
@@ -283,7 +298,7 @@ def milestone_escalated(milestone: Milestone, *, level: int, now: dt.datetime) -
         recipients=dedupe(
             [
                 person(initiative.business_owner, "business_owner"),
-                *pmo(),
+                *_or_pmo(pmo_people),
                 person(milestone.owner, "milestone_owner"),
             ]
         ),

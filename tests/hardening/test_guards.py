@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from gatekeeper.db import create_once
+from gatekeeper.db import create_once, create_once_many
 from gatekeeper.errors import PermissionDenied, TransitionRefused, ValidationFailed
 from gatekeeper.types import User
 from gates import selectors as gates_selectors
@@ -56,6 +56,17 @@ def test_create_once_records_the_first_time_only(initiative):
     assert MilestoneAlert.objects.filter(milestone=milestone).count() == 1
     # The caller's transaction survived the duplicate: it can still write.
     assert create_once(MilestoneAlert, **{**fields, "level": 2}) is True
+
+
+def test_create_once_many_records_and_reports_only_the_new_rows(initiative):
+    first, second = (MilestoneFactory(initiative=initiative) for _ in range(2))
+    create_once(MilestoneAlert, milestone=first, level=1, due_at=first.due_at)
+    rows = [MilestoneAlert(milestone=m, level=1, due_at=m.due_at) for m in (first, second)]
+    assert create_once_many(rows, returning="milestone") == {second.pk}
+    assert create_once_many(rows, returning="milestone") == set()
+    assert MilestoneAlert.objects.filter(level=1).count() == 2
+    # The caller's transaction survived the duplicates: it can still write.
+    assert create_once(MilestoneAlert, milestone=first, level=2, due_at=first.due_at) is True
 
 
 def test_overdue_sweep_meeting_a_recorded_alert_sends_nothing(initiative):

@@ -86,3 +86,23 @@ def test_a_key_emitted_twice_in_a_batch_is_recorded_once():
         again = emit("review.submitted", _to(ann), key="twice")
     assert first is not None and again is None
     assert Delivery.objects.filter(event=first).count() == 2
+
+
+def test_emit_all_records_only_new_keys_in_one_insert(django_assert_num_queries):
+    ann, bob = UserFactory(), UserFactory()
+    with transaction.atomic():
+        emit("milestone.overdue", _to(ann), key="old")
+    with transaction.atomic():
+        outgoing = [
+            outbox.OutboxEvent("milestone.overdue", _to(ann), key="old"),
+            outbox.OutboxEvent("milestone.overdue", _to(bob), key="new"),
+            outbox.OutboxEvent("milestone.overdue", _to(ann), key="new"),  # the same key twice
+        ]
+        # The event insert, then the users and the deliveries (the endpoint list is the one the
+        # first emit read, at the same fingerprint).
+        with django_assert_num_queries(3):
+            recorded = outbox.emit_all(outgoing)
+    assert [(e.key, e.payload) for e in recorded] == [("new", _to(bob))]
+    assert Event.objects.filter(key="new").get().pk == recorded[0].pk
+    assert {d.recipient_user_id for d in Delivery.objects.filter(event__key="new")} == {bob.pk}
+    assert Delivery.objects.filter(event__key="old").count() == 2  # nothing added to the old one
