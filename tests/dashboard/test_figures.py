@@ -307,3 +307,16 @@ def test_a_large_portfolios_flow_comes_from_the_cache_and_says_as_of_when(
 def test_a_small_portfolios_flow_is_computed_on_every_load(portfolio):
     assert _build(portfolio).flow_cached is False
     assert flow_warm() is False
+
+
+def test_in_stage_rows_for_a_joined_scope(portfolio):
+    # A business owner's scope joins milestones and says DISTINCT; the same ordering applies.
+    from programs.portfolio import rows_by_budget_used
+    from programs.selectors import initiatives_visible_to
+
+    owner = UserFactory()
+    Initiative.objects.filter(key__in=["AI-F1", "AI-F3"]).update(business_owner=owner)
+    for k in range(2):
+        MilestoneFactory(initiative=portfolio.f3, owner=owner, due_at=days_ago(portfolio.now, k))
+    rows = rows_by_budget_used(initiatives_visible_to(owner), now=portfolio.now, limit=5)
+    assert [r.key for r in rows] == ["AI-F1", "AI-F3"]
