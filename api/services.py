@@ -1,4 +1,5 @@
-"""Writes of the API's own data: idempotency keys (claim, complete, release, purge)."""
+"""Writes of the API's own data: idempotency keys (claim, complete, release, purge) and the
+purge of expired tokens."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from knox.models import AuthToken
 
 from api.models import IdempotencyKey
 from gatekeeper.env import env_int
@@ -118,4 +120,10 @@ def idempotency_key_release(*, record: IdempotencyKey) -> None:
 def idempotency_keys_purge_expired(*, now: dt.datetime | None = None) -> int:
     """Delete the keys past their expiry; returns how many went."""
     deleted, _ = IdempotencyKey.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    return deleted
+
+
+def api_tokens_purge_expired(*, now: dt.datetime | None = None) -> int:
+    """Delete the API tokens past their expiry (they are refused anyway); returns how many."""
+    deleted, _ = AuthToken.objects.filter(expiry__lt=now or timezone.now()).delete()
     return deleted

@@ -791,7 +791,8 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
             outcome=data.get("outcome") or None,
             conditions=[gates_services.ConditionSpec(**c) for c in data["conditions"]],
         )
-        decided = self.get_queryset().get(pk=decided.pk)
+        # The saved row as the decision locked it (review, initiative, gate and people loaded):
+        # what a read would return now, without reading it again.
         return Response(s.ApprovalSerializer(decided).data)
 
 

@@ -65,6 +65,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "dashboard.warm_flow": _every(
         "dashboard.warm_flow", "GATEKEEPER_SCHEDULE_DASHBOARD_FLOW_SECONDS", 300
     ),
+    "api.purge_expired_tokens": _every(
+        "api.purge_expired_tokens", "GATEKEEPER_SCHEDULE_TOKEN_PURGE_SECONDS", 3600
+    ),
     "api.purge_idempotency_keys": _every(
         "api.purge_idempotency_keys", "GATEKEEPER_SCHEDULE_IDEMPOTENCY_PURGE_SECONDS", 3600
     ),

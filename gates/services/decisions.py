@@ -174,6 +174,7 @@ def approval_decide(
         locked = next((a for a in approvals if a.pk == approval.pk), None)
         if locked is None:
             raise Approval.DoesNotExist(f"no approval #{approval.pk} on review #{review.pk}")
+        locked.review = review  # the locked row, with its initiative and gate: callers show them
         if locked.status != ApprovalStatus.PENDING:
             raise Conflict(
                 f"the {locked.get_role_display()} approval of review #{review.pk} is already "

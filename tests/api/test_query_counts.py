@@ -20,6 +20,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.gates.helpers import submitted_review
+from tests.gates.test_query_counts import endpoint, last_approval  # noqa: F401 -- fixtures
 
 pytestmark = pytest.mark.django_db
 
@@ -122,3 +123,38 @@ def test_nested_lists_query_count_is_constant(initiative, django_assert_max_num_
     for url in urls:
         with django_assert_max_num_queries(small[url]):
             assert len(api.get(url).json()["results"]) == 30
+
+
+# Issue 11's budget for a deciding approval through the API: the service's own queries plus
+# the API's (the lockout check, the token, the caller's scope and the approval), nothing read
+# again for the answer. Measured inside the test's transaction: a savepoint pair counts.
+API_DECIDING_APPROVAL_MAX = 21
+
+
+def test_a_deciding_approval_through_the_api_stays_within_its_budget(
+    initiative,
+    panel,
+    endpoint,  # noqa: F811 -- the fixture imported above
+    last_approval,  # noqa: F811
+    warm_outbox,
+    django_assert_max_num_queries,
+):
+    actor = panel.for_role(last_approval.role, initiative)
+    _, token = AuthToken.objects.create(user=actor)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    with django_assert_max_num_queries(API_DECIDING_APPROVAL_MAX):
+        response = api.post(
+            f"/api/v1/approvals/{last_approval.pk}/decision/",
+            {"decision": "approve", "comment": "ok"},
+            format="json",
+        )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["status"], body["decided_by"], body["gate"]) == (
+        "approved",
+        actor.username,
+        "G1",
+    )
+    assert body["initiative"] == initiative.key
+    assert GateReview.objects.get(pk=last_approval.review_id).state == "approved"

@@ -15,6 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
+from api.services import api_tokens_purge_expired
+from gatekeeper.celery import BEAT_SCHEDULE
 from programs.roles import PMO
 from tests.factories import UserFactory
 
@@ -157,3 +159,28 @@ def test_a_valid_token_costs_one_lockout_query(token, django_assert_max_num_quer
     lockout = [q["sql"] for q in after.captured_queries if "axes_" in q["sql"]]
     assert len(lockout) == 1 and lockout[0].startswith("SELECT")
     assert not AccessAttempt.objects.exists()
+
+
+def test_a_token_request_reads_no_other_tokens_and_the_purge_deletes_expired_ones(token):
+    user = AuthToken.objects.get().user
+    AuthToken.objects.create(user=user, expiry=dt.timedelta(seconds=-1))  # another, expired
+    api = APIClient(REMOTE_ADDR=NEIGHBOUR)
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get(URL).status_code == 200
+    token_reads = [q["sql"] for q in queries.captured_queries if "knox_authtoken" in q["sql"]]
+    assert len(token_reads) == 1  # the presented token (knox would also read the user's others)
+    assert AuthToken.objects.filter(user=user).count() == 2
+    assert api_tokens_purge_expired() == 1
+    assert list(AuthToken.objects.filter(user=user).values_list("token_key", flat=True)) == [
+        token[:15]
+    ]
+    assert BEAT_SCHEDULE["api.purge_expired_tokens"]["task"] == "api.purge_expired_tokens"
+
+
+def test_an_expired_token_presented_is_refused_and_deleted():
+    _, expired = AuthToken.objects.create(
+        user=UserFactory(groups=[PMO]), expiry=dt.timedelta(seconds=-1)
+    )
+    assert _call(NEIGHBOUR, f"Token {expired}").status_code == 401
+    assert not AuthToken.objects.exists()
