@@ -47,7 +47,7 @@ def business_units() -> list[BusinessUnit]:
 def add_gate_causes(rows: list[InitiativeRow], now: dt.datetime) -> list[InitiativeRow]:
     """Add to each stalled row what gates says holds it: the next gate's failing automatic
     criteria and its overdue approvals (after programs' own causes: no business owner, no
-    judgeable metric, overdue milestones). Two queries for the whole list."""
+    judgeable metric, overdue milestones). A fixed number of queries for the whole list."""
     stalled = [row for row in rows if row.stalled]
     if not stalled:
         return rows
@@ -72,7 +72,7 @@ def portfolio_with_causes(
     *, user: User, filters: PortfolioFilters, now: dt.datetime, chunk: int = 2000
 ) -> Iterator[InitiativeRow]:
     """Every row of the filtered portfolio, each stalled one with every cause computed today,
-    streamed in chunks (two gates queries per chunk) for the CSV."""
+    streamed in chunks (a fixed number of gates queries per chunk) for the CSV."""
     rows = portfolio_rows(user=user, filters=filters, now=now)
     while block := list(islice(rows, chunk)):
         yield from add_gate_causes(block, now)
