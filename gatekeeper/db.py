@@ -314,9 +314,20 @@ def claim_and_read(
     return token, claimed
 
 
+_converters: dict[tuple[str, models.Field, str], tuple[Any, list[Any]]] = {}
+
+
 def _from_db(connection: Any, field: models.Field, alias: str, value: Any) -> Any:
-    # What the ORM's compiler applies to a column it read (a JSON field's decoding, say).
-    col = field.get_col(alias)
-    for converter in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+    # What the ORM's compiler applies to a column it read (a JSON field's decoding, say);
+    # worked out once per field, not per row.
+    key = (connection.alias, field, alias)
+    if key not in _converters:
+        col = field.get_col(alias)
+        _converters[key] = (
+            col,
+            connection.ops.get_db_converters(col) + col.get_db_converters(connection),
+        )
+    col, converters = _converters[key]
+    for converter in converters:
         value = converter(value, col, connection)
     return value
