@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import pgtrigger
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import F
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django_fsm import FSMFieldMixin, FSMModelMixin
 from pgtrigger import compiler
+
+M = TypeVar("M", bound=models.Model)
 
 # --- database guards --------------------------------------------------------------------------
 
@@ -223,24 +226,140 @@ def create_once_many(objs: Sequence[models.Model], *, returning: str) -> set[Any
         return {row[0] for row in cursor.fetchall()}
 
 
-def claim(model: type[models.Model], *, pk: Any, claimable: Any, status: str) -> uuid.UUID | None:
+def _claim_values(status: str, values: dict[str, Any] | None) -> tuple[uuid.UUID, dict[str, Any]]:
+    now = timezone.now()
+    token = uuid.uuid4()
+    return token, {
+        **(values or {}),
+        "status": status,
+        "claimed_at": now,
+        "claim_token": token,
+        "attempts": F("attempts") + 1,
+        "updated_at": now,
+    }
+
+
+def claim(
+    model: type[models.Model],
+    *,
+    pk: Any,
+    claimable: Any,
+    status: str,
+    values: dict[str, Any] | None = None,
+) -> uuid.UUID | None:
     """Claim one row of a work table (the outbox's deliveries, the inbound inbox) for this
     worker: a conditional UPDATE that sets ``status``, a fresh ``claim_token`` and the claim
-    time and counts the attempt. Returns the token, or None when the row is not claimable now
-    (done, not due, or another worker holds it).
+    time and counts the attempt (and sets ``values``, if given). Returns the token, or None
+    when the row is not claimable now (done, not due, or another worker holds it).
 
     The WHERE (``claimable``, a Q) is re-checked under the row lock on PostgreSQL, so of two
     racing workers the second sees the first one's fresh claim and updates nothing. Writes that
     finish the work filter on the token, so a worker whose lease ran out can't overwrite the one
     that took over.
     """
-    now = timezone.now()
-    token = uuid.uuid4()
-    claimed = model._default_manager.filter(claimable, pk=pk).update(
-        status=status,
-        claimed_at=now,
-        claim_token=token,
-        attempts=F("attempts") + 1,
-        updated_at=now,
-    )
+    token, fields = _claim_values(status, values)
+    claimed = model._default_manager.filter(claimable, pk=pk).update(**fields)
     return token if claimed == 1 else None
+
+
+def claim_and_read(
+    model: type[M],
+    *,
+    pk: Any,
+    claimable: Any,
+    status: str,
+    related: tuple[str, ...] = (),
+    values: dict[str, Any] | None = None,
+) -> tuple[uuid.UUID, M] | None:
+    """``claim``, returning the token and the claimed row with its ``related`` foreign keys'
+    rows attached (as ``select_related`` would), or None if the row was not claimable.
+
+    On PostgreSQL it is one statement: the claim's UPDATE (the same conditional UPDATE as
+    ``claim``, built by the ORM, so its WHERE is on the claimed table itself and re-checked
+    under the row lock) returns the row, joined to the related rows in the same round trip.
+    The row comes from RETURNING, so it is the claimed version, not the statement's snapshot.
+    Elsewhere: the claim, then one read.
+    """
+    db = router.db_for_write(model)
+    connection = connections[db]
+    manager = model._default_manager
+    if connection.vendor != "postgresql":
+        token = claim(model, pk=pk, claimable=claimable, status=status, values=values)
+        if token is None:
+            return None
+        return token, manager.using(db).select_related(*related).get(pk=pk)
+
+    token, fields = _claim_values(status, values)
+    update = manager.using(db).filter(claimable, pk=pk).query.chain(UpdateQuery)
+    assert isinstance(update, UpdateQuery)
+    update.add_update_values(fields)
+    update_sql, params = update.get_compiler(db).as_sql()
+    quote = connection.ops.quote_name
+    # (model, table alias, the foreign key's column on the claimed row or None for the row)
+    parts: list[tuple[type[models.Model], str, models.ForeignKey | None]] = [
+        (model, "claimed", None)
+    ]
+    for i, name in enumerate(related):
+        fk = model._meta.get_field(name)
+        if not isinstance(fk, models.ForeignKey):
+            raise TypeError(f"{model.__name__}.{name} is not a foreign key")
+        parts.append((fk.related_model, f"r{i}", fk))  # type: ignore[arg-type]
+    columns = [
+        f"{alias}.{quote(f.column)}"
+        for part, alias, _fk in parts
+        for f in part._meta.concrete_fields
+    ]
+    joins = [
+        f"LEFT JOIN {quote(part._meta.db_table)} {alias} "
+        f"ON {alias}.{quote(fk.target_field.column)} = claimed.{quote(fk.column)}"
+        for part, alias, fk in parts
+        if fk is not None
+    ]
+    returning = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
+    sql = (
+        # Names from the models' meta, values only as parameters (the ORM built the UPDATE).
+        f"WITH claimed AS ({update_sql} RETURNING {returning}) "  # noqa: S608
+        f"SELECT {', '.join(columns)} FROM claimed {' '.join(joins)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values_left = list(row)
+    instances: list[models.Model | None] = []
+    for part, alias, _fk in parts:
+        fields_ = part._meta.concrete_fields
+        raw, values_left = values_left[: len(fields_)], values_left[len(fields_) :]
+        converted = [_from_db(connection, f, alias, v) for f, v in zip(fields_, raw, strict=True)]
+        pk_index = fields_.index(part._meta.pk)
+        instances.append(
+            None
+            if converted[pk_index] is None
+            else part.from_db(db, [f.attname for f in fields_], converted)
+        )
+    claimed = instances[0]
+    assert isinstance(claimed, model)
+    for name, instance in zip(related, instances[1:], strict=True):
+        # The cache select_related would fill: reading the attribute costs no query.
+        model._meta.get_field(name).set_cached_value(claimed, instance)  # type: ignore[union-attr]
+    return token, claimed
+
+
+_converters: dict[tuple[str, models.Field, str], tuple[Any, list[Any]]] = {}
+
+
+def _from_db(connection: Any, field: models.Field, alias: str, value: Any) -> Any:
+    # What the ORM's compiler applies to a column it read (a JSON field's decoding, say);
+    # worked out once per field, not per row.
+    key = (connection.alias, field, alias)
+    if key not in _converters:
+        col = field.get_col(alias)
+        _converters[key] = (
+            col,
+            connection.ops.get_db_converters(col) + col.get_db_converters(connection),
+        )
+    col, converters = _converters[key]
+    for converter in converters:
+        value = converter(value, col, connection)
+    return value

@@ -30,6 +30,10 @@ class DeliveryConf:
     # A delivery younger than this is left to its own on-commit dispatch message by the sweep,
     # so a healthy queue is not flooded with duplicate messages every sweep.
     redispatch_grace_seconds: int
+    # How long the sweep leaves a delivery it queued before queuing it again: a message still
+    # waiting behind a backlog is not duplicated each sweep, and one the broker lost is found
+    # again after this long.
+    redispatch_requeue_seconds: int
 
 
 def _defaults() -> dict[str, int]:
@@ -43,6 +47,9 @@ def _defaults() -> dict[str, int]:
         "WEBHOOK_TIMEOUT_SECONDS": 10,
         "REDISPATCH_BATCH_SIZE": env_int("GATEKEEPER_REDISPATCH_BATCH_SIZE", 500, minimum=1),
         "REDISPATCH_GRACE_SECONDS": env_int("GATEKEEPER_REDISPATCH_GRACE_SECONDS", 60, minimum=0),
+        "REDISPATCH_REQUEUE_SECONDS": env_int(
+            "GATEKEEPER_REDISPATCH_REQUEUE_SECONDS", 60, minimum=1
+        ),
     }
 
 
@@ -56,6 +63,7 @@ def get_conf() -> DeliveryConf:
         webhook_timeout_seconds=int(values["WEBHOOK_TIMEOUT_SECONDS"]),
         redispatch_batch_size=int(values["REDISPATCH_BATCH_SIZE"]),
         redispatch_grace_seconds=int(values["REDISPATCH_GRACE_SECONDS"]),
+        redispatch_requeue_seconds=int(values["REDISPATCH_REQUEUE_SECONDS"]),
     )
     if conf.retry_max_seconds > RETRY_DELAY_CEILING_SECONDS:
         raise ImproperlyConfigured(

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import sys
+import threading
 from typing import Any
 
 import requests
@@ -184,7 +186,10 @@ class PublicOnlyAdapter(HTTPAdapter):
 
 
 def webhook_session() -> requests.Session:
-    """A session for one webhook send; public destinations only unless the setting allows."""
+    """A new session for webhook sends; public destinations only unless the setting allows.
+
+    The caller owns it and closes it. Deliveries use ``shared_webhook_session()`` instead.
+    """
     session = requests.Session()
     # No proxies or .netrc credentials from the environment: the connection must be ours.
     session.trust_env = False
@@ -193,6 +198,51 @@ def webhook_session() -> requests.Session:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
     return session
+
+
+class _SharedSession(threading.local):
+    session: requests.Session | None = None
+    pid: int = 0
+    private_allowed: bool = False
+
+
+_shared = _SharedSession()
+
+
+def shared_webhook_session() -> requests.Session:
+    """This process's and thread's webhook session, kept so its connections are reused.
+
+    A new TCP (and TLS) connection per send cost more than the send itself. Reuse keeps the
+    SSRF guarantee: the address check runs in ``_new_conn``, when a connection is opened, and a
+    pooled connection stays bound to the socket address that was checked then. urllib3 keys its
+    pools by scheme, host and port, so a kept connection is only ever reused for the same URL
+    authority it was opened for; a later DNS answer for that name (rebinding) is never looked
+    up for a kept connection, and the first new connection is checked again. What a kept
+    connection could carry past a change is the setting itself, so a session made while private
+    networks were allowed (no guard mounted) is closed and replaced as soon as they are not.
+
+    Per thread: requests does not promise a ``Session`` is thread-safe. Per process: a prefork
+    pool child must not share its parent's sockets, so a session from another pid is dropped
+    (not closed: closing would act on sockets that are the parent's too).
+    """
+    allowed = private_networks_allowed()
+    state = _shared
+    if state.session is not None and state.pid == os.getpid():
+        if state.private_allowed == allowed:
+            return state.session
+        state.session.close()
+    state.session = webhook_session()
+    state.pid = os.getpid()
+    state.private_allowed = allowed
+    return state.session
+
+
+def close_shared_webhook_session() -> None:
+    """Close this thread's kept session (its pooled connections); the next send makes one."""
+    state = _shared
+    if state.session is not None and state.pid == os.getpid():
+        state.session.close()
+    state.session = None
 
 
 def destination_problem(url: str) -> str | None:

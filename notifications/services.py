@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gatekeeper import retry
-from gatekeeper.db import claim
+from gatekeeper.db import claim_and_read
 from gatekeeper.logs import bind_event
 from notifications.conf import DeliveryConf, get_conf
 from notifications.models import Delivery, DeliveryStatus, Notification, WebhookEndpoint
@@ -53,25 +53,32 @@ class DeliveryResult:
 def _claimable(now: dt.datetime, conf: DeliveryConf) -> Q:
     lease_cutoff = now - dt.timedelta(seconds=conf.claim_lease_seconds)
     return Q(attempts__lt=conf.max_attempts) & (
-        Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        # A delivery the sweep queued has its next_attempt_at pushed out (so the next sweeps
+        # leave it alone), but was due when queued: its message may claim it before then. A
+        # retry's backoff is untouched: the claim clears the mark, a failure sets the time.
+        (Q(status=DeliveryStatus.PENDING) & (Q(next_attempt_at__lte=now) | Q(sweep_queued=True)))
         | Q(status=DeliveryStatus.SENDING, claimed_at__lt=lease_cutoff)
     )
+
+
+# Read with the claim, in the same statement: what every transport needs.
+_CLAIM_RELATED = ("event", "endpoint", "recipient_user")
 
 
 def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
     """Claim and send one delivery if it is due; a no-op if it is done or someone holds it."""
     conf = get_conf()
-    token = claim(
+    claimed = claim_and_read(
         Delivery,
         pk=delivery_id,
         claimable=_claimable(timezone.now(), conf),
         status=DeliveryStatus.SENDING,
+        related=_CLAIM_RELATED,
+        values={"sweep_queued": False},
     )
-    if token is None:
+    if claimed is None:
         return DeliveryResult(delivery_id, "skipped")
-    delivery = Delivery.objects.select_related("event", "endpoint", "recipient_user").get(
-        pk=delivery_id
-    )
+    token, delivery = claimed
     bind_event(
         delivery.event.type, delivery.event.payload, delivery=delivery_id, channel=delivery.channel
     )
@@ -131,18 +138,57 @@ def _record_failure(
     return DeliveryResult(delivery.pk, result, error)
 
 
+def _due(now: dt.datetime, conf: DeliveryConf) -> Q:
+    grace_cutoff = now - dt.timedelta(seconds=conf.redispatch_grace_seconds)
+    # Fresh deliveries (never attempted) are left to their own on-commit message for a grace
+    # period; retries, stale claims and what the sweep already queued once are the sweep's
+    # alone, since nothing else re-queues them.
+    fresh_or_retry = Q(attempts__gt=0) | Q(sweep_queued=True) | Q(next_attempt_at__lte=grace_cutoff)
+    # next_attempt_at also for claimable rows the sweep queued less than the re-queue interval
+    # ago (their message is probably still waiting in the queue) and for stale claims it queued.
+    return (
+        _claimable(now, conf)
+        & Q(next_attempt_at__lte=now)
+        & (Q(status=DeliveryStatus.SENDING) | fresh_or_retry)
+    )
+
+
 def deliveries_due(*, now: dt.datetime | None = None, limit: int | None = None) -> list[int]:
     """Ids of undelivered deliveries that should be (re)sent now, oldest due first."""
     conf = get_conf()
     now = now or timezone.now()
-    grace_cutoff = now - dt.timedelta(seconds=conf.redispatch_grace_seconds)
-    # Fresh deliveries (never attempted) are left to their own on-commit message for a grace
-    # period; retries and stale claims are the sweep's alone, since nothing else re-queues them.
-    fresh_or_retry = Q(attempts__gt=0) | Q(next_attempt_at__lte=grace_cutoff)
-    due = Delivery.objects.filter(
-        _claimable(now, conf) & (Q(status=DeliveryStatus.SENDING) | fresh_or_retry)
-    ).order_by("next_attempt_at", "id")
+    due = Delivery.objects.filter(_due(now, conf)).order_by("next_attempt_at", "id")
     return list(due.values_list("id", flat=True)[: limit or conf.redispatch_batch_size])
+
+
+def deliveries_mark_queued(
+    *, now: dt.datetime | None = None, limit: int | None = None
+) -> list[int]:
+    """``deliveries_due``, marked as queued by the sweep: their ``next_attempt_at`` is pushed
+    out by the re-queue interval, so the sweeps until then skip them.
+
+    Without it a backlog longer than a sweep interval had the same oldest ids queued again by
+    every sweep while their first message still waited, and workers spent their time on claims
+    already taken. A message the broker lost is made up for by the first sweep after the
+    interval. Rows locked by a concurrent sweep or a claim in progress are skipped, not waited
+    for: each sweep marks (and queues) its own.
+    """
+    conf = get_conf()
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.filter(_due(now, conf))
+            .order_by("next_attempt_at", "id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[: limit or conf.redispatch_batch_size]
+        )
+        if ids:
+            Delivery.objects.filter(pk__in=ids).update(
+                sweep_queued=True,
+                next_attempt_at=now + dt.timedelta(seconds=conf.redispatch_requeue_seconds),
+                updated_at=now,
+            )
+    return ids
 
 
 def deliveries_abandon_exhausted(*, now: dt.datetime | None = None) -> int:
@@ -170,13 +216,15 @@ def redispatch(*, inline: bool = False, expires: float | None = None) -> int:
     itself and with the workers: every send goes through the claim.
     """
     deliveries_abandon_exhausted()
-    ids = deliveries_due()
     if inline:
+        ids = deliveries_due()
         for delivery_id in ids:
             delivery_attempt(delivery_id=delivery_id)
         return len(ids)
+    ids = deliveries_mark_queued()
     # One message per delivery, as on commit, so a slow endpoint holds up only its own sends.
-    # If the broker is down the rest stay pending for the next sweep.
+    # If the broker is down they stay pending, and a sweep queues them again after the
+    # re-queue interval.
     enqueue_dispatch(ids, expires=expires)
     return len(ids)
 
@@ -189,6 +237,7 @@ def delivery_retry(*, delivery_id: int) -> bool:
             status=DeliveryStatus.PENDING,
             attempts=0,
             next_attempt_at=now,
+            sweep_queued=False,
             claimed_at=None,
             claim_token=None,
             updated_at=now,

@@ -20,7 +20,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from notifications.conf import get_conf
-from notifications.destinations import DestinationNotAllowed, webhook_session
+from notifications.destinations import DestinationNotAllowed, shared_webhook_session
 from notifications.messages import render
 from notifications.models import Channel, Delivery, Notification
 
@@ -143,6 +143,29 @@ def webhook_body(delivery: Delivery) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
 
 
+# What is read of an answer's body (nobody looks at it) so its connection can be reused.
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+def _finish(response: requests.Response) -> None:
+    """Read the rest of a webhook answer and let its connection go back to the pool.
+
+    Only a connection whose answer was read to the end can carry the next request, so a short
+    body is drained; one longer than ``MAX_ANSWER_BYTES``, or one that breaks off, closes its
+    connection instead. The status line already came: what follows does not change the result.
+    """
+    read = 0
+    try:
+        for chunk in response.iter_content(8192):
+            read += len(chunk)
+            if read > MAX_ANSWER_BYTES:
+                break
+    except requests.RequestException:
+        pass
+    # Back to the pool if fully read (requests then only releases it), closed otherwise.
+    response.close()
+
+
 class WebhookTransport(Transport):
     kind = Channel.WEBHOOK
 
@@ -166,16 +189,18 @@ class WebhookTransport(Transport):
             ),
         }
         try:
-            with webhook_session() as session:
-                response = session.post(
-                    endpoint.url,
-                    data=body.encode("utf-8"),
-                    headers=headers,
-                    timeout=get_conf().webhook_timeout_seconds,
-                    # A redirect could point the signed payload anywhere; the endpoint must
-                    # be registered at its final URL.
-                    allow_redirects=False,
-                )
+            response = shared_webhook_session().post(
+                endpoint.url,
+                data=body.encode("utf-8"),
+                headers=headers,
+                timeout=get_conf().webhook_timeout_seconds,
+                # A redirect could point the signed payload anywhere; the endpoint must
+                # be registered at its final URL.
+                allow_redirects=False,
+                # The body is read below, up to a bound: an endpoint cannot make a worker
+                # hold an unbounded answer in memory.
+                stream=True,
+            )
         except DestinationNotAllowed as exc:
             # Nothing about the destination (its address, any answer) goes into the
             # delivery's error: that would let an endpoint's owner probe the inside network.
@@ -183,7 +208,7 @@ class WebhookTransport(Transport):
         except requests.RequestException as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         status = response.status_code
-        response.close()
+        _finish(response)
         if 200 <= status < 300:
             return status
         if status == 410:

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
+from notifications import services
 from notifications.conf import get_conf
 from notifications.models import Channel, Delivery, DeliveryStatus, Event, Notification
 from notifications.outbox import emit
@@ -289,3 +290,159 @@ def test_an_email_that_cannot_be_built_fails_permanently_on_the_first_attempt(pa
         assert delivery.pk not in deliveries_due()
         redispatch(inline=True)
     assert refreshed(delivery).attempts == 1
+
+
+def test_a_webhook_delivery_is_two_queries_the_claim_with_its_read_and_the_result(
+    endpoint, receiver, django_assert_num_queries
+):
+    delivery = emit_webhook()
+    with django_assert_num_queries(2):
+        assert delivery_attempt(delivery_id=delivery.pk).status == "delivered"
+    delivered = refreshed(delivery)
+    assert (delivered.status, delivered.attempts) == (DeliveryStatus.DELIVERED, 1)
+    assert receiver.applied == {delivery.webhook_id: 1}
+
+
+def test_the_claim_reads_the_claimed_row_with_its_event_endpoint_and_recipient(
+    endpoint, owner, django_assert_num_queries
+):
+    with transaction.atomic():
+        event = emit("review.submitted", payload_with(recipients=[{"user_id": owner.pk}]), key="r")
+    assert event is not None
+    in_app = Delivery.objects.get(event=event, channel=Channel.IN_APP)
+    hook = Delivery.objects.get(event=event, channel=Channel.WEBHOOK)
+    conf = get_conf()
+    claimed = []
+    for delivery in (in_app, hook):
+        result = services.claim_and_read(
+            Delivery,
+            pk=delivery.pk,
+            claimable=services._claimable(timezone.now(), conf),
+            status=DeliveryStatus.SENDING,
+            related=services._CLAIM_RELATED,
+        )
+        assert result is not None
+        claimed.append(result)
+    (token, user_row), (_, hook_row) = claimed
+    with django_assert_num_queries(0):
+        assert (user_row.status, user_row.attempts, user_row.claim_token) == (
+            DeliveryStatus.SENDING,
+            1,
+            token,
+        )
+        assert user_row.event.payload == event.payload  # JSON decoded, as the ORM would
+        assert user_row.recipient_user == owner
+        assert user_row.endpoint is None
+        assert hook_row.endpoint == endpoint
+        assert hook_row.recipient_user is None
+    assert refreshed(in_app).claim_token == token
+    # Taken: a second claim gets nothing.
+    assert (
+        services.claim_and_read(
+            Delivery,
+            pk=in_app.pk,
+            claimable=services._claimable(timezone.now(), conf),
+            status=DeliveryStatus.SENDING,
+        )
+        is None
+    )
+
+
+# --- the redispatch sweep queues each delivery once per re-queue interval -----------------------
+
+
+@pytest.fixture
+def queued(monkeypatch) -> list[list[int]]:
+    """The ids each non-inline sweep queued (instead of a broker)."""
+    sweeps: list[list[int]] = []
+    monkeypatch.setattr(services, "enqueue_dispatch", lambda ids, **kw: sweeps.append(list(ids)))
+    return sweeps
+
+
+@override_settings(NOTIFICATIONS={**NO_GRACE, "REDISPATCH_REQUEUE_SECONDS": 60})
+def test_a_sweep_does_not_queue_again_what_it_queued_until_the_requeue_interval(
+    endpoint, receiver, queued
+):
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        deliveries = [emit_webhook(key=f"q{i}") for i in range(3)]
+        ids = [d.pk for d in deliveries]
+        clock.shift(dt.timedelta(seconds=1))
+
+        assert redispatch() == 3
+        clock.shift(dt.timedelta(seconds=30))
+        assert redispatch() == 0  # the first messages may still be waiting in the queue
+        assert deliveries_due() == []
+        clock.shift(dt.timedelta(seconds=31))
+        assert redispatch() == 3  # lost, perhaps: queued again
+
+    assert queued == [ids, [], ids]
+    assert receiver.requests == []
+
+
+@override_settings(NOTIFICATIONS={**NO_GRACE, "REDISPATCH_REQUEUE_SECONDS": 60})
+def test_a_delivery_the_sweep_queued_is_still_claimed_by_its_message(endpoint, receiver, queued):
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        first, second = emit_webhook(key="a"), emit_webhook(key="b")
+        clock.shift(dt.timedelta(seconds=1))
+        assert redispatch() == 2
+        # The sweep's message, or the on-commit one that was still waiting behind a backlog.
+        assert delivery_attempt(delivery_id=first.pk).status == "delivered"
+        assert delivery_attempt(delivery_id=second.pk).status == "delivered"
+        assert delivery_attempt(delivery_id=second.pk).status == "skipped"  # a duplicate
+        clock.shift(dt.timedelta(seconds=61))
+        assert redispatch() == 0
+    assert receiver.applied == {first.webhook_id: 1, second.webhook_id: 1}
+    assert not Delivery.objects.filter(sweep_queued=True).exists()
+
+
+@override_settings(NOTIFICATIONS={"REDISPATCH_REQUEUE_SECONDS": 60})
+def test_a_queued_retry_that_fails_again_keeps_its_new_backoff(endpoint, receiver, queued):
+    receiver.script = [Reply(500), Reply(503, {"Retry-After": "600"})]
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        delivery = emit_webhook()
+        assert delivery_attempt(delivery_id=delivery.pk).status == "retry"
+        clock.shift(dt.timedelta(seconds=31))  # the first backoff is at most 30 s
+        assert redispatch() == 1
+        assert refreshed(delivery).sweep_queued
+        assert delivery_attempt(delivery_id=delivery.pk).status == "retry"
+        after = refreshed(delivery)
+        assert not after.sweep_queued
+        assert after.next_attempt_at == timezone.now() + dt.timedelta(seconds=600)
+        # A stale message (the sweep's own, redelivered) must wait for the receiver's 600 s.
+        assert delivery_attempt(delivery_id=delivery.pk).status == "skipped"
+        clock.shift(dt.timedelta(seconds=120))
+        assert redispatch() == 0
+        clock.shift(dt.timedelta(seconds=481))
+        assert redispatch() == 1
+        assert delivery_attempt(delivery_id=delivery.pk).status == "delivered"
+    assert len(receiver.requests) == 3
+
+
+@override_settings(NOTIFICATIONS={"REDISPATCH_REQUEUE_SECONDS": 60})
+def test_a_stale_claim_the_sweep_queued_is_not_queued_again_within_the_interval(
+    endpoint, receiver, queued
+):
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        delivery = emit_webhook()
+        # As if a worker claimed it and then died before recording anything.
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.SENDING,
+            claimed_at=timezone.now(),
+            claim_token=uuid.uuid4(),
+            attempts=1,
+        )
+        clock.shift(dt.timedelta(seconds=get_conf().claim_lease_seconds + 1))
+        assert redispatch() == 1
+        assert redispatch() == 0
+        assert delivery_attempt(delivery_id=delivery.pk).status == "delivered"
+    assert queued == [[delivery.pk], []]
+    assert refreshed(delivery).attempts == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(NOTIFICATIONS=NO_GRACE)
+def test_two_concurrent_queuing_sweeps_queue_each_delivery_once(endpoint, queued):
+    deliveries = [emit_webhook(key=f"c{i}") for i in range(40)]
+    results = run_at_once(redispatch, redispatch)
+    assert all(isinstance(r, int) for r in results), results
+    assert sorted(i for sweep in queued for i in sweep) == sorted(d.pk for d in deliveries)

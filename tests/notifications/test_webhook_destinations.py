@@ -9,6 +9,7 @@ spelling an attacker might try (OWASP's SSRF prevention cheat sheet).
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ from django.utils import timezone
 
 from notifications.destinations import (
     DestinationNotAllowed,
+    PublicOnlyAdapter,
     destination_problem,
     is_public_address,
+    shared_webhook_session,
     webhook_session,
 )
 from notifications.models import Channel, Delivery, DeliveryStatus, WebhookEndpoint
@@ -38,12 +41,21 @@ PUBLIC_IP = "93.184.216.34"
 class CountingListener:
     """An HTTP server on 127.0.0.1 that answers 200 to anything and counts connections."""
 
-    def __init__(self, reply_status: int = 200, reply_headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        reply_status: int = 200,
+        reply_headers: dict[str, str] | None = None,
+        *,
+        keep_alive: bool = False,
+    ):
         self.connections = 0
         self.requests: list[dict[str, str]] = []
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1 keeps the connection open for the next request, as real receivers do.
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def _answer(self) -> None:
                 self.rfile.read(int(self.headers.get("content-length") or 0))
                 listener.requests.append({k.lower(): v for k, v in self.headers.items()})
@@ -407,3 +419,99 @@ def test_clearing_event_types_in_the_admin_means_every_type(endpoint):
     endpoint.full_clean()
     assert endpoint.event_types == []
     assert endpoint.subscribes_to("initiative.stalled")
+
+
+# --- kept connections: reused, and still only to checked addresses -----------------------------
+
+
+@pytest.fixture
+def keep_alive_listener() -> Iterator[CountingListener]:
+    server = CountingListener(keep_alive=True)
+    yield server
+    server.close()
+
+
+def deliver_to(url: str, key: str) -> str:
+    endpoint, _ = WebhookEndpoint.objects.get_or_create(name=url[:100], url=url)
+    with transaction.atomic():
+        event = emit("review.submitted", payload_with(), key=key)
+    delivery = Delivery.objects.get(event=event, endpoint=endpoint)
+    return delivery_attempt(delivery_id=delivery.pk).status
+
+
+@pytest.mark.django_db
+def test_sends_to_the_same_endpoint_reuse_one_connection(settings, keep_alive_listener):
+    settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    url = f"http://127.0.0.1:{keep_alive_listener.port}/hook"
+
+    assert [deliver_to(url, f"k{i}") for i in range(3)] == ["delivered"] * 3
+
+    assert len(keep_alive_listener.requests) == 3
+    assert keep_alive_listener.connections == 1
+
+
+@pytest.mark.django_db
+def test_a_kept_connection_is_not_reused_once_private_networks_are_refused(
+    settings, keep_alive_listener, connects
+):
+    url = f"http://127.0.0.1:{keep_alive_listener.port}/hook"
+    settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    assert deliver_to(url, "allowed") == "delivered"
+
+    settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    assert deliver_to(url, "refused") == "dead"
+
+    assert len(keep_alive_listener.requests) == 1
+    assert keep_alive_listener.connections == 1
+    assert connects == [("127.0.0.1", keep_alive_listener.port)]
+
+
+@pytest.mark.django_db
+def test_a_kept_public_connection_does_not_open_the_way_to_an_internal_one(
+    guarded, keep_alive_listener, fake_dns, monkeypatch
+):
+    connected = route_public_to(monkeypatch, keep_alive_listener.port)
+    fake_dns.table["hooks.test"] = [[PUBLIC_IP]]
+    public = f"http://hooks.test:{keep_alive_listener.port}/hook"
+
+    assert deliver_to(public, "public-1") == "delivered"
+    assert deliver_to(f"http://127.0.0.1:{keep_alive_listener.port}/hook", "inside") == "dead"
+    assert deliver_to(public, "public-2") == "delivered"
+
+    # Both public sends over the one connection opened to the checked address; the internal
+    # URL got its own pool, whose first connection was refused before any socket connected.
+    assert connected == [(PUBLIC_IP, keep_alive_listener.port)]
+    assert keep_alive_listener.connections == 1
+    assert len(keep_alive_listener.requests) == 2
+    assert fake_dns.lookups["hooks.test"] == 1
+
+
+def test_the_kept_session_is_per_thread_and_per_process(monkeypatch):
+    mine = shared_webhook_session()
+    assert shared_webhook_session() is mine
+
+    theirs: list[Any] = []
+    thread = threading.Thread(target=lambda: theirs.append(shared_webhook_session()))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine
+
+    parent = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: parent + 1)  # as in a forked pool child
+    child = shared_webhook_session()
+    assert child is not mine
+    assert child.trust_env is False
+
+
+def test_the_kept_session_carries_the_guard_unless_private_networks_are_allowed(settings):
+    settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    guarded_session = shared_webhook_session()
+    settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    open_session = shared_webhook_session()
+    settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    guarded_again = shared_webhook_session()
+
+    assert guarded_session is not open_session is not guarded_again
+    assert guarded_session.trust_env is False
+    assert isinstance(guarded_again.get_adapter("https://example.com/"), PublicOnlyAdapter)
+    assert not isinstance(open_session.get_adapter("https://example.com/"), PublicOnlyAdapter)
