@@ -195,35 +195,58 @@ def create_once(model: type[models.Model], **fields: Any) -> bool:
     return True
 
 
-def create_once_many(objs: Sequence[models.Model], *, returning: str) -> set[Any]:
-    """``create_once`` for many rows of one model in one statement: insert each unless its unique
-    constraint says it already happened, and return the ``returning`` column (one that tells the
-    rows apart, such as the foreign key each row is about) of the rows actually inserted.
+def insert_ignoring_conflicts(
+    objs: Sequence[models.Model],
+    *,
+    fields: Sequence[str] | None = None,
+    conflict: str | None = None,
+    returning: Sequence[str],
+    returning_sql: str = "",
+) -> list[tuple[Any, ...]]:
+    """Insert rows of one model in one statement, skipping each one a unique constraint refuses
+    (all constraints, or the one on the ``conflict`` field); the ``returning`` columns (plus the
+    ``returning_sql`` expression, computed by the same statement) of the rows inserted.
 
     ``INSERT ... ON CONFLICT DO NOTHING``: a duplicate is skipped, not an error, so neither the
-    caller's transaction nor the rest of the rows are lost to it, and no savepoint is needed.
-    The objects are not changed (their primary keys stay unset).
+    caller's transaction nor the other rows are lost to it, and no savepoint is needed. The
+    objects are not changed. One statement's parameters are bounded (65,535 on PostgreSQL):
+    callers pass a chunk, not thousands of rows.
     """
     if not objs:
-        return set()
+        return []
     model = type(objs[0])
     connection = connections[router.db_for_write(model)]
-    written = [f for f in model._meta.concrete_fields if not f.primary_key]
-    [told] = [f.column for f in model._meta.concrete_fields if f.name == returning]
+    by_name = {f.name: f for f in model._meta.concrete_fields}
+    written = (
+        [by_name[name] for name in fields]
+        if fields is not None
+        else [f for f in model._meta.concrete_fields if not f.primary_key]
+    )
     quote = connection.ops.quote_name
     one_row = f"({', '.join(['%s'] * len(written))})"
+    target = f"({quote(by_name[conflict].column)}) " if conflict else ""
+    columns = [quote(by_name[name].column) for name in returning]
+    if returning_sql:
+        columns.append(returning_sql)
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 -- names from the model
         f"({', '.join(quote(f.column) for f in written)}) "
         f"VALUES {', '.join([one_row] * len(objs))} "
-        f"ON CONFLICT DO NOTHING RETURNING {quote(told)}"
+        f"ON CONFLICT {target}DO NOTHING RETURNING {', '.join(columns)}"
     )
     params = [
         f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in written
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
+        return list(cursor.fetchall())
+
+
+def create_once_many(objs: Sequence[models.Model], *, returning: str) -> set[Any]:
+    """``create_once`` for many rows of one model in one statement: insert each unless its unique
+    constraint says it already happened, and return the ``returning`` column (one that tells the
+    rows apart, such as the foreign key each row is about) of the rows actually inserted."""
+    return {row[0] for row in insert_ignoring_conflicts(objs, returning=[returning])}
 
 
 def _claim_values(status: str, values: dict[str, Any] | None) -> tuple[uuid.UUID, dict[str, Any]]:

@@ -44,6 +44,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from gatekeeper import metrics
+from gatekeeper.db import insert_ignoring_conflicts
 from gatekeeper.logs import bind_event
 from notifications.models import Channel, Delivery, Event, WebhookEndpoint, event_types_problem
 
@@ -209,29 +210,18 @@ def _insert_all_once(
 
     ON CONFLICT instead of catching the IntegrityError: a duplicate is a no-op, not an error
     that would abort the caller's transaction, so no savepoint has to be set and released
-    around every emit. (PostgreSQL and SQLite both speak this.) One statement's parameters are
-    bounded (65,535 on PostgreSQL, four per event): callers pass a sweep's chunk, not thousands.
+    around every emit. (PostgreSQL and SQLite both speak this.) Four parameters per event:
+    callers pass a sweep's chunk, not thousands.
     """
     now = timezone.now()
     rows = [Event(type=e.type, key=e.key, payload=e.payload, created_at=now) for e in events]
-    fields = {f.name: f for f in Event._meta.concrete_fields}
-    written = [fields[name] for name in ("type", "key", "payload", "created_at")]
-    quote = connection.ops.quote_name
-    one_row = f"({', '.join(['%s'] * len(written))})"
-    sql = (
-        f"INSERT INTO {quote(Event._meta.db_table)} "  # noqa: S608 -- names from the model
-        f"({', '.join(quote(f.column) for f in written)}) "
-        f"VALUES {', '.join([one_row] * len(rows))} "
-        f"ON CONFLICT ({quote(fields['key'].column)}) DO NOTHING "
-        f"RETURNING {quote(fields['id'].column)}, {quote(fields['key'].column)}, "
-        f"{_endpoints_version_sql(connection)}"
+    returned = insert_ignoring_conflicts(
+        rows,
+        fields=("type", "key", "payload", "created_at"),
+        conflict="key",
+        returning=("id", "key"),
+        returning_sql=_endpoints_version_sql(connection),
     )
-    params = [
-        f.get_db_prep_save(getattr(row, f.attname), connection) for row in rows for f in written
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        returned = cursor.fetchall()
     ids = {key: pk for pk, key, _ in returned}
     endpoints_version = returned[0][2] if returned else None
     inserted: dict[str, Event] = {}
