@@ -91,6 +91,36 @@ class ExternalRefSerializer(serializers.Serializer):  # type: ignore[type-arg]
     url = serializers.CharField(read_only=True)
 
 
+class InitiativeMetricSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    """A success metric as its initiative lists it: where it started, where it must get, where
+    it is now."""
+
+    on_target = serializers.BooleanField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = SuccessMetric
+        fields = [
+            "id",
+            "name",
+            "unit",
+            "baseline",
+            "target",
+            "direction",
+            "current_value",
+            "measured_at",
+            "on_target",
+        ]
+        read_only_fields = fields
+
+
+class NextMilestoneSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField(read_only=True)
+    title = serializers.CharField(read_only=True)
+    stage = serializers.ChoiceField(choices=Stage.choices, read_only=True)
+    due_at = serializers.DateTimeField(read_only=True)
+    owner = serializers.CharField(read_only=True)
+
+
 class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     business_unit = serializers.SlugRelatedField(slug_field="code", read_only=True)  # type: ignore[var-annotated]
     business_owner = _username(null=True)
@@ -98,6 +128,25 @@ class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
     delivery_lead = _username(null=True)
     external_refs = ExternalRefSerializer(many=True, read_only=True)
     held_from = _blank_or(Stage.choices)  # set only while on hold
+    metrics = InitiativeMetricSerializer(many=True, read_only=True)
+    next_milestone = serializers.SerializerMethodField()
+
+    @extend_schema_field(NextMilestoneSerializer(allow_null=True))
+    def get_next_milestone(self, obj: Initiative) -> dict[str, Any] | None:
+        """The open milestone due first (None when none is open), from the annotations of
+        ``programs.selectors.with_next_milestone``. No "overdue" flag: the representation (and
+        so its ETag) changes when the data does, not when the clock passes ``due_at``."""
+        if getattr(obj, "next_milestone_id", None) is None:
+            return None
+        return NextMilestoneSerializer(
+            {
+                "id": obj.next_milestone_id,  # type: ignore[attr-defined]
+                "title": obj.next_milestone_title,  # type: ignore[attr-defined]
+                "stage": obj.next_milestone_stage,  # type: ignore[attr-defined]
+                "due_at": obj.next_milestone_due_at,  # type: ignore[attr-defined]
+                "owner": obj.next_milestone_owner_username,  # type: ignore[attr-defined]
+            }
+        ).data
 
     class Meta:
         model = Initiative
@@ -117,6 +166,8 @@ class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
             "stall_at",
             "health",
             "external_refs",
+            "metrics",
+            "next_milestone",
             "created_at",
             "updated_at",
         ]

@@ -44,7 +44,7 @@ from notifications.models import WebhookEndpoint
 from programs import portfolio
 from programs import selectors as programs_selectors
 from programs import services as programs_services
-from programs.models import ExternalReference, Initiative, Milestone
+from programs.models import ExternalReference, Initiative, Milestone, SuccessMetric
 from programs.roles import INTEGRATIONS, PMO
 
 PROBLEM = OpenApiResponse(
@@ -193,10 +193,11 @@ class InitiativeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
 
     @staticmethod
     def _shaped(qs: QuerySet[Initiative]) -> QuerySet[Initiative]:
-        return qs.select_related(
-            "business_unit", "business_owner", "sponsor", "delivery_lead"
+        return programs_selectors.with_next_milestone(
+            qs.select_related("business_unit", "business_owner", "sponsor", "delivery_lead")
         ).prefetch_related(
-            Prefetch("external_refs", queryset=ExternalReference.objects.order_by("system", "key"))
+            Prefetch("external_refs", queryset=ExternalReference.objects.order_by("system", "key")),
+            Prefetch("metrics", queryset=SuccessMetric.objects.order_by("name", "id")),
         )
 
     def scoped(self, user: Any) -> QuerySet[Initiative]:

@@ -50,7 +50,18 @@ RAW_LIST = [
               (SELECT coalesce(json_agg(json_build_object('system', r.system, 'key', r.key,
                                                           'url', r.url) ORDER BY r.system, r.key),
                                '[]')
-                 FROM programs_externalreference r WHERE r.initiative_id = i.id)
+                 FROM programs_externalreference r WHERE r.initiative_id = i.id),
+              (SELECT coalesce(json_agg(json_build_object(
+                          'id', m.id, 'name', m.name, 'unit', m.unit, 'baseline', m.baseline,
+                          'target', m.target, 'direction', m.direction,
+                          'current_value', m.current_value, 'measured_at', m.measured_at)
+                        ORDER BY m.name, m.id), '[]')
+                 FROM programs_successmetric m WHERE m.initiative_id = i.id),
+              (SELECT json_build_object('id', n.id, 'title', n.title, 'stage', n.stage,
+                                        'due_at', n.due_at, 'owner', p.username)
+                 FROM programs_milestone n JOIN auth_user p ON p.id = n.owner_id
+                WHERE n.initiative_id = i.id AND n.status = 'open'
+                ORDER BY n.due_at, n.id LIMIT 1)
        FROM programs_initiative i
        JOIN programs_businessunit u ON u.id = i.business_unit_id
        LEFT JOIN auth_user o ON o.id = i.business_owner_id
