@@ -191,7 +191,9 @@ class Delivery(models.Model):
     # Set by the redispatch sweep when it queues a message for the delivery, with
     # ``next_attempt_at`` pushed out by the re-queue interval: the next sweeps leave it alone
     # until then, while that message (or any earlier one) can still claim it. Cleared by a claim.
-    sweep_queued = models.BooleanField(default=False, editable=False)
+    # A database default too: a row written by SQL that predates the column (a data fix, a
+    # bulk load) is simply not sweep-queued.
+    sweep_queued = models.BooleanField(default=False, db_default=False, editable=False)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, validators=[validate_no_nul])
