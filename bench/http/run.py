@@ -277,10 +277,20 @@ def _locust(work: Path, port: int, pool: Path, mode: str, seconds: int) -> dict[
     return {
         "requests": int(row["Request Count"]),
         "failures": int(row["Failure Count"]),
-        "rps": float(row["Requests/s"]),
-        "p50": float(row["50%"]),
-        "p99": float(row["99%"]),
+        "rps": _number(row["Requests/s"]),
+        "p50": _number(row["50%"]),
+        "p99": _number(row["99%"]),
     }
+
+
+def _number(cell: str) -> float:
+    # Locust writes "N/A" for a percentile of a window that recorded no request (a --quick
+    # decision run can finish its few decisions before locust starts counting): not a number,
+    # so every target it feeds reads NOT MET instead of the run crashing.
+    try:
+        return float(cell)
+    except ValueError:
+        return float("nan")
 
 
 def _decided_reviews() -> int:
