@@ -183,23 +183,16 @@ class MetricReadingSerializer(serializers.ModelSerializer):  # type: ignore[type
         read_only_fields = fields
 
 
-class SuccessMetricSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
-    initiative = serializers.SlugRelatedField(slug_field="key", read_only=True)  # type: ignore[var-annotated]
-    on_target = serializers.BooleanField(read_only=True, allow_null=True)
+class SuccessMetricSerializer(InitiativeMetricSerializer):
+    """A success metric on its own, naming its initiative."""
 
-    class Meta:
-        model = SuccessMetric
+    initiative = serializers.SlugRelatedField(slug_field="key", read_only=True)  # type: ignore[var-annotated]
+
+    class Meta(InitiativeMetricSerializer.Meta):
         fields = [
             "id",
             "initiative",
-            "name",
-            "unit",
-            "baseline",
-            "target",
-            "direction",
-            "current_value",
-            "measured_at",
-            "on_target",
+            *(f for f in InitiativeMetricSerializer.Meta.fields if f != "id"),
         ]
         read_only_fields = fields
 

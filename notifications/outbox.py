@@ -90,14 +90,9 @@ def emit(
     event, endpoints_version = inserted
     logger.info("event emitted")
     transaction.on_commit(lambda: metrics.observe_event(type, payload), using=connection.alias)
-    known = {u.pk: u for u in users if u is not None}
-    pending = _batch.get()
-    if pending is not None and pending.savepoints == _savepoints(connection):
-        pending.events.append(event)
-        pending.users.update(known)
-        pending.endpoints_version = endpoints_version
-    else:
-        _deliver([event], known, endpoints_version)
+    _deliver_or_hold(
+        connection, [event], {u.pk: u for u in users if u is not None}, endpoints_version
+    )
     return event
 
 
@@ -134,14 +129,25 @@ def emit_all(events: Sequence[OutboxEvent]) -> list[Event]:
             metrics.observe_event(event.type, event.payload)
 
     transaction.on_commit(observe, using=connection.alias)
+    _deliver_or_hold(connection, recorded, known, endpoints_version)
+    return recorded
+
+
+def _deliver_or_hold(
+    connection: BaseDatabaseWrapper,
+    events: list[Event],
+    known: dict[int, Any],
+    endpoints_version: str | None,
+) -> None:
+    """Write the deliveries of just-recorded events now, or leave them to the open ``batch()``
+    when they were emitted at its own savepoint level."""
     pending = _batch.get()
     if pending is not None and pending.savepoints == _savepoints(connection):
-        pending.events.extend(recorded)
+        pending.events.extend(events)
         pending.users.update(known)
         pending.endpoints_version = endpoints_version
     else:
-        _deliver(recorded, known, endpoints_version)
-    return recorded
+        _deliver(events, known, endpoints_version)
 
 
 @dataclass
