@@ -58,6 +58,9 @@ class Receiver:
         self.ok: Counter[str] = Counter()
         self.applied_events: Counter[str] = Counter()
         self.bad_signatures = 0
+        # Requests whose body ended before its Content-Length: the sending worker was killed
+        # mid-request. No server can answer those; they are neither delivered nor badly signed.
+        self.cut_off = 0
         self._lock = threading.Lock()
         receiver = self
 
@@ -67,7 +70,13 @@ class Receiver:
             def do_POST(self) -> None:
                 from standardwebhooks import Webhook
 
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    with receiver._lock:
+                        receiver.cut_off += 1
+                    self.close_connection = True
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status = 200
                 try:
@@ -103,6 +112,7 @@ class Receiver:
             self.ok.clear()
             self.applied_events.clear()
             self.bad_signatures = 0
+            self.cut_off = 0
 
     def close(self) -> None:
         self.server.shutdown()
@@ -337,6 +347,7 @@ class Bench:
             "raw_duplicates": sum(1 for i in expected if self.receiver.ok[i] > 1),
             "applied_twice": sum(1 for c in self.receiver.applied_events.values() if c > 1),
             "bad_signatures": self.receiver.bad_signatures,
+            "cut_off": self.receiver.cut_off,
             "seconds": elapsed,
             "rate": len(expected) / elapsed if elapsed else 0.0,
         }
@@ -376,8 +387,8 @@ def report(n: int, noop_rate: float, plain: dict[str, Any], faulty: dict[str, An
         print(
             f"{name}: delivered {r['received']}/{r['expected']} (db {r['delivered_db']}), "
             f"lost {r['lost']}, duplicated raw {r['raw_duplicates']}, applied twice after dedupe "
-            f"{r['applied_twice']}, bad signatures {r['bad_signatures']}, "
-            f"{r['seconds']:.1f}s{extra}"
+            f"{r['applied_twice']}, bad signatures {r['bad_signatures']}, requests cut off "
+            f"mid-body {r['cut_off']}, {r['seconds']:.1f}s{extra}"
         )
     lost = plain["lost"] + faulty["lost"]
     twice = plain["applied_twice"] + faulty["applied_twice"]

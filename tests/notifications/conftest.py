@@ -66,12 +66,21 @@ class Receiver:
         # Per event: if a retry ever came with a new webhook-id, its event would count twice.
         self.applied_events: Counter[str] = Counter()
         self.verify_errors: list[str] = []
+        # Bodies that ended before their Content-Length: the sending worker was killed
+        # mid-request. Nothing can be answered to those; they are not signature failures.
+        self.cut_off = 0
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    with receiver._lock:
+                        receiver.cut_off += 1
+                    self.close_connection = True
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with receiver._lock:
                     receiver.requests.append(Received(self.path, headers, body))
