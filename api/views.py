@@ -752,7 +752,12 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
     filterset_class = api_filters.ApprovalFilter
 
     def scoped(self, user: Any) -> QuerySet[Any]:
-        return gates_selectors.approvals_visible_to(user=user).order_by("due_at", "id")
+        approvals = gates_selectors.approvals_visible_to(user=user).order_by("due_at", "id")
+        if self.action == "decision":
+            # The lookup only proves the caller may see the approval: the decision locks and
+            # reads the rows it needs itself, and the answer is built from those.
+            return approvals.select_related(None).only("id", "review_id")
+        return approvals
 
     @extend_schema(
         summary="Approve or reject (the approver or their deputy; never the submitter or a "

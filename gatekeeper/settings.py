@@ -255,7 +255,7 @@ _cache_url = env_str("REDIS_URL")
 CACHES = {
     "default": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "gatekeeper.cache.KeptRedisCache",
             "LOCATION": _cache_url,
             "KEY_PREFIX": "gatekeeper",
         }

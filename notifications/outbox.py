@@ -21,10 +21,11 @@ shell ``update()``) is taken into account at the next event, with no time to liv
 to miss. (PostgreSQL; on other databases the endpoints are read for every delivery write.)
 
 A service that emits several events in one change (a deciding approval: the approval, the stage
-move, the review's decision) opens ``batch()`` inside its transaction, so the deliveries of all of
-them are resolved and written together: one look-up of the recipients, one of the endpoints and
-one insert, instead of three of each. A sweep that emits a chunk's worth of alerts at once calls
-``emit_all``, which also records the events themselves in one insert.
+move, the review's decision) opens ``batch()`` inside its transaction, so all of them are recorded
+and their deliveries resolved and written together when it closes: one insert of the events, one
+look-up of the recipients, one of the endpoints and one insert of the deliveries, instead of three
+of each. A sweep that emits a chunk's worth of alerts at once calls ``emit_all``, which also
+records the events themselves in one insert.
 """
 
 from __future__ import annotations
@@ -74,25 +75,35 @@ def emit(
 
     Returns None if ``key`` was already emitted (nothing new is created or sent). Must run inside
     the transaction of the change it reports, so a rollback takes the event too. Inside a
-    ``batch()`` the deliveries are written when the batch closes, still in that transaction.
+    ``batch()`` the event and its deliveries are written when the batch closes, still in that
+    transaction: the event returned is saved then, and None means its key was already emitted in
+    the batch (a key recorded by an earlier transaction is found, and skipped, at the close).
 
     ``users``: recipients' user rows the caller read in this transaction (e.g. the people joined
     to the row it locked); their ``is_active`` and ``email`` are taken as they are, and only the
     recipients not among them are read.
     """
-    bind_event(type, payload, event_key=key)
     connection = _connection()
     if not connection.in_atomic_block:
         raise RuntimeError("notifications.outbox.emit must be called inside transaction.atomic()")
+    known = {u.pk: u for u in users if u is not None}
+    pending = _held_by_batch(connection)
+    if pending is not None:
+        if key in pending.keys:
+            return None
+        pending.keys.add(key)
+        event = Event(type=type, key=key, payload=payload)
+        pending.queued.append(event)
+        pending.users.update(known)
+        return event
+    bind_event(type, payload, event_key=key)
     inserted = _insert_once(connection, type=type, key=key, payload=payload)
     if inserted is None:
         return None
     event, endpoints_version = inserted
     logger.info("event emitted")
     transaction.on_commit(lambda: metrics.observe_event(type, payload), using=connection.alias)
-    _deliver_or_hold(
-        connection, [event], {u.pk: u for u in users if u is not None}, endpoints_version
-    )
+    _deliver(events=[event], users=known, endpoints_version=endpoints_version)
     return event
 
 
@@ -110,44 +121,51 @@ def emit_all(events: Sequence[OutboxEvent]) -> list[Event]:
         raise RuntimeError(
             "notifications.outbox.emit_all must be called inside transaction.atomic()"
         )
-    inserted, endpoints_version = _insert_all_once(connection, events)
-    recorded: list[Event] = []
-    known: dict[int, Any] = {}
-    for outgoing in events:
-        event = inserted.pop(outgoing.key, None)  # popped: a key given twice is recorded once
-        if event is None:
-            continue
-        bind_event(outgoing.type, outgoing.payload, event_key=outgoing.key)
-        logger.info("event emitted")
-        recorded.append(event)
-        known.update((u.pk, u) for u in outgoing.users if u is not None)
+    rows = [Event(type=e.type, key=e.key, payload=e.payload) for e in events]
+    recorded, endpoints_version = _record(connection, rows)
     if not recorded:
         return []
-
-    def observe() -> None:
-        for event in recorded:
-            metrics.observe_event(event.type, event.payload)
-
-    transaction.on_commit(observe, using=connection.alias)
-    _deliver_or_hold(connection, recorded, known, endpoints_version)
-    return recorded
-
-
-def _deliver_or_hold(
-    connection: BaseDatabaseWrapper,
-    events: list[Event],
-    known: dict[int, Any],
-    endpoints_version: str | None,
-) -> None:
-    """Write the deliveries of just-recorded events now, or leave them to the open ``batch()``
-    when they were emitted at its own savepoint level."""
-    pending = _batch.get()
-    if pending is not None and pending.savepoints == _savepoints(connection):
-        pending.events.extend(events)
+    wanted = {event.key for event in recorded}
+    known = {u.pk: u for e in events if e.key in wanted for u in e.users if u is not None}
+    pending = _held_by_batch(connection)
+    if pending is not None:
+        pending.events.extend(recorded)
         pending.users.update(known)
         pending.endpoints_version = endpoints_version
     else:
-        _deliver(events, known, endpoints_version)
+        _deliver(recorded, known, endpoints_version)
+    return recorded
+
+
+def _record(connection: BaseDatabaseWrapper, rows: list[Event]) -> tuple[list[Event], str | None]:
+    """Insert the events whose key is new, in one statement (``_insert_all_once``); those rows,
+    saved, in the given order, with the endpoints' fingerprint that statement saw. Each is
+    logged, and counted in the metrics once the transaction commits."""
+    inserted, endpoints_version = _insert_all_once(connection, rows)
+    recorded: list[Event] = []
+    for row in rows:
+        if inserted.get(row.key) is not row:
+            continue  # its key was recorded before, or given twice: only the first one is kept
+        bind_event(row.type, row.payload, event_key=row.key)
+        logger.info("event emitted")
+        recorded.append(row)
+    if recorded:
+
+        def observe() -> None:
+            for event in recorded:
+                metrics.observe_event(event.type, event.payload)
+
+        transaction.on_commit(observe, using=connection.alias)
+    return recorded, endpoints_version
+
+
+def _held_by_batch(connection: BaseDatabaseWrapper) -> _Batch | None:
+    """The open ``batch()`` if an event emitted now belongs to it: only one emitted at the
+    batch's own savepoint level does, see ``_Batch.savepoints``."""
+    pending = _batch.get()
+    if pending is not None and pending.savepoints == _savepoints(connection):
+        return pending
+    return None
 
 
 @dataclass
@@ -156,6 +174,10 @@ class _Batch:
     # back: one emitted inside a later savepoint gets its deliveries at once, so that rolling
     # back to that savepoint takes them along with the event.
     savepoints: list[str]
+    # Emitted with ``emit`` and not yet inserted; their keys, so a key given twice is held once.
+    queued: list[Event] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    # Recorded (by ``emit_all``, or from ``queued`` at the close), waiting for their deliveries.
     events: list[Event] = field(default_factory=list)
     users: dict[int, Any] = field(default_factory=dict)
     # As the latest event's insert saw the endpoints: the most recent of the batch's statements.
@@ -183,6 +205,11 @@ def batch() -> Iterator[None]:
     finally:
         _batch.reset(token)
     # Not reached when the block raised: the transaction that holds the events is rolling back.
+    if pending.queued:
+        recorded, endpoints_version = _record(connection, pending.queued)
+        pending.events.extend(recorded)
+        if recorded:
+            pending.endpoints_version = endpoints_version
     if pending.events:
         _deliver(pending.events, pending.users, pending.endpoints_version)
 
@@ -202,17 +229,20 @@ def _insert_once(
     """Insert the event unless its key exists, in one statement; None if it existed. With the
     event, the fingerprint of the active endpoints as the same statement saw them (None where
     the database cannot say, see ``_endpoints_version_sql``)."""
-    inserted, endpoints_version = _insert_all_once(connection, [OutboxEvent(type, payload, key)])
+    inserted, endpoints_version = _insert_all_once(
+        connection, [Event(type=type, key=key, payload=payload)]
+    )
     event = inserted.get(key)
     return None if event is None else (event, endpoints_version)
 
 
 def _insert_all_once(
-    connection: BaseDatabaseWrapper, events: Sequence[OutboxEvent]
+    connection: BaseDatabaseWrapper, rows: Sequence[Event]
 ) -> tuple[dict[str, Event], str | None]:
-    """Insert each event unless its key exists, all in one statement; the new ones by key (a key
-    given twice is inserted once), and the fingerprint of the active endpoints as that statement
-    saw them (None if nothing was inserted or the database cannot say).
+    """Insert each unsaved event row unless its key exists, all in one statement; the rows
+    inserted (now saved), by key (of a key given twice, the first row), and the fingerprint of
+    the active endpoints as that statement saw them (None if nothing was inserted or the
+    database cannot say).
 
     ON CONFLICT instead of catching the IntegrityError: a duplicate is a no-op, not an error
     that would abort the caller's transaction, so no savepoint has to be set and released
@@ -220,7 +250,8 @@ def _insert_all_once(
     callers pass a sweep's chunk, not thousands.
     """
     now = timezone.now()
-    rows = [Event(type=e.type, key=e.key, payload=e.payload, created_at=now) for e in events]
+    for row in rows:
+        row.created_at = now
     returned = insert_ignoring_conflicts(
         rows,
         fields=("type", "key", "payload", "created_at"),

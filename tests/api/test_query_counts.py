@@ -128,7 +128,7 @@ def test_nested_lists_query_count_is_constant(initiative, django_assert_max_num_
 # Issue 11's budget for a deciding approval through the API: the service's own queries plus
 # the API's (the lockout check, the token, the caller's scope and the approval), nothing read
 # again for the answer. Measured inside the test's transaction: a savepoint pair counts.
-API_DECIDING_APPROVAL_MAX = 21
+API_DECIDING_APPROVAL_MAX = 19
 
 
 def test_a_deciding_approval_through_the_api_stays_within_its_budget(

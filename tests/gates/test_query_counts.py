@@ -27,8 +27,9 @@ pytestmark = pytest.mark.django_db
 # Before the issue: 62 and 13; after "one gate verdict per move": 25 and 10. Now the review's
 # approvals and the caller's delegation and group are one statement, the recipients' users come
 # with the locked rows, the endpoint list is cached (``warm_outbox``) and the caller's approval
-# is not read again after commit: 15 and 6, plus the savepoint pair.
-DECIDING_APPROVAL_MAX = 17
+# is not read again after commit: 15 and 6. The decision's three events are then recorded in
+# one insert when its outbox batch closes: 13 and 6, plus the savepoint pair.
+DECIDING_APPROVAL_MAX = 15
 HOLD_MAX = 8
 
 
