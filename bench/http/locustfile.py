@@ -13,6 +13,7 @@ import os
 import gevent
 from locust import FastHttpUser, constant, task
 from locust.exception import StopUser
+from locust.stats import CSV_STATS_INTERVAL_SEC
 
 MODE = os.environ["BENCH_MODE"]
 with open(os.environ["BENCH_POOL"]) as f:
@@ -35,9 +36,11 @@ class Client(FastHttpUser):
             job = next(_decisions, None)
             if job is None:
                 # Every deciding approval is used. The last user to notice ends the run, so no
-                # request in flight is cut off (and lost from the figures).
+                # request in flight is cut off (and lost from the figures), and only after the
+                # CSV writer's next pass (it writes once a second): quitting at once lost up to
+                # the last second's requests from the stats file.
                 if next(_stopped) == self.environment.parsed_options.num_users:
-                    gevent.spawn(self.environment.runner.quit)
+                    gevent.spawn_later(CSV_STATS_INTERVAL_SEC + 0.5, self.environment.runner.quit)
                 raise StopUser
             self._post(
                 f"/api/v1/approvals/{job['approval']}/decision/",
