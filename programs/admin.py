@@ -459,7 +459,9 @@ class MilestoneAdmin(SelectorListMixin, EmptyStateMixin, ServiceAdminMixin, admi
 
     def formfield_for_foreignkey(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
         if db_field.name == "initiative":
-            kwargs["queryset"] = selectors.initiatives_visible_to(request.user)
+            # Only the add form asks (the initiative is read-only once a milestone exists):
+            # offer what the service accepts, not every initiative the user can see.
+            kwargs["queryset"] = selectors.initiatives_changeable_by(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.action(description="Waive selected milestones (with a reason)", permissions=["waive"])
@@ -537,7 +539,8 @@ class MetricReadingAdmin(SelectorListMixin, EmptyStateMixin, ServiceAdminMixin, 
 
     def formfield_for_foreignkey(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
         if db_field.name == "metric":
-            kwargs["queryset"] = selectors.metrics_visible_to(request.user)
+            # Readings are only added (never changed): offer the metrics the service accepts.
+            kwargs["queryset"] = selectors.metrics_recordable_by(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_view_permission(self, request: http.HttpRequest, obj: Any = None) -> bool:

@@ -159,6 +159,13 @@ def stage_transitions_visible_to(user: Any) -> QuerySet[StageTransition]:
     )
 
 
+def metrics_recordable_by(user: Any) -> QuerySet[SuccessMetric]:
+    """The metrics ``user`` may record a reading of: those of the initiatives they may change."""
+    return SuccessMetric.objects.select_related("initiative").filter(
+        initiative__in=initiatives_changeable_by(user).values("pk")
+    )
+
+
 def metrics_visible_to(user: Any) -> QuerySet[SuccessMetric]:
     return SuccessMetric.objects.select_related("initiative").filter(
         initiative__in=initiatives_visible_to(user).values("pk")

@@ -198,7 +198,9 @@ def two_owners(panel):
     return {
         "client": client,
         "visible": {mine.pk, shared.pk},
-        # Opening a gate review is for an initiative's own people, not a milestone holder.
+        # Adding a milestone and opening a gate review are for an initiative's own people, not
+        # for someone who holds one of its milestones.
+        "changeable": {mine.pk},
         "reviewable": {mine.pk},
         "hidden": theirs,
         "milestones": {shared_milestone.pk, my_milestone.pk},
@@ -219,7 +221,7 @@ def test_a_business_owner_lists_exactly_their_milestones(two_owners):
 
 @pytest.mark.parametrize(
     ("url_name", "expected"),
-    [("admin:programs_milestone_add", "visible"), ("admin:gates_gatereview_add", "reviewable")],
+    [("admin:programs_milestone_add", "changeable"), ("admin:gates_gatereview_add", "reviewable")],
 )
 def test_a_business_owner_chooses_among_exactly_their_initiatives(two_owners, url_name, expected):
     response = two_owners["client"].get(reverse(url_name))

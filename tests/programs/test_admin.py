@@ -282,3 +282,28 @@ def test_initiative_page_says_what_blocks_each_move(owner_client):
     assert "Start pilot (G1 approved)" in page
     assert "at least one success metric needs both a baseline and a target" in page
     assert "Put on hold</strong>: possible now" in page
+
+
+def test_add_forms_offer_only_initiatives_and_metrics_the_user_may_add_to(owner_client):
+    """Owning one milestone of an initiative lets a person see it, not change it: it is not
+    offered on the add forms, so nobody picks a choice the service would refuse after the form
+    is filled in."""
+    from tests.factories import MilestoneFactory, SuccessMetricFactory
+
+    client, mine = owner_client
+    owner = mine.business_owner
+    seen = InitiativeFactory()  # visible to the owner through one milestone, not changeable
+    MilestoneFactory(initiative=seen, owner=owner)
+    elsewhere = InitiativeFactory()  # not even visible
+    my_metric = SuccessMetricFactory(initiative=mine)
+    SuccessMetricFactory(initiative=seen)
+    SuccessMetricFactory(initiative=elsewhere)
+
+    milestone_form = client.get("/admin/programs/milestone/add/").context["adminform"].form
+    assert list(milestone_form.fields["initiative"].queryset) == [mine]
+    reading_form = client.get("/admin/programs/metricreading/add/").context["adminform"].form
+    assert list(reading_form.fields["metric"].queryset) == [my_metric]
+
+    # The other initiative is still listed for the owner, just not offered for adding.
+    listed = client.get("/admin/programs/initiative/").content.decode()
+    assert seen.key in listed and elsewhere.key not in listed
