@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from gatekeeper.env import env_int
+from gatekeeper.env import env_bool, env_int
 
 # The ceiling for a single backoff step; a longer one would also let a retry outlive
 # the broker's visibility timeout if a future change ever moved retries into the broker.
@@ -34,9 +34,12 @@ class DeliveryConf:
     # waiting behind a backlog is not duplicated each sweep, and one the broker lost is found
     # again after this long.
     redispatch_requeue_seconds: int
+    # Dispatch messages are published by a thread of their own, not by the thread that
+    # committed (``notifications.publisher``).
+    publish_in_background: bool
 
 
-def _defaults() -> dict[str, int]:
+def _defaults() -> dict[str, int | bool]:
     return {
         "MAX_ATTEMPTS": env_int("GATEKEEPER_DELIVERY_MAX_ATTEMPTS", 8, minimum=1),
         "RETRY_BASE_SECONDS": env_int("GATEKEEPER_DELIVERY_RETRY_BASE_SECONDS", 30, minimum=1),
@@ -50,6 +53,7 @@ def _defaults() -> dict[str, int]:
         "REDISPATCH_REQUEUE_SECONDS": env_int(
             "GATEKEEPER_REDISPATCH_REQUEUE_SECONDS", 60, minimum=1
         ),
+        "PUBLISH_IN_BACKGROUND": env_bool("GATEKEEPER_DISPATCH_PUBLISH_IN_BACKGROUND", True),
     }
 
 
@@ -64,6 +68,7 @@ def get_conf() -> DeliveryConf:
         redispatch_batch_size=int(values["REDISPATCH_BATCH_SIZE"]),
         redispatch_grace_seconds=int(values["REDISPATCH_GRACE_SECONDS"]),
         redispatch_requeue_seconds=int(values["REDISPATCH_REQUEUE_SECONDS"]),
+        publish_in_background=bool(values["PUBLISH_IN_BACKGROUND"]),
     )
     if conf.retry_max_seconds > RETRY_DELAY_CEILING_SECONDS:
         raise ImproperlyConfigured(

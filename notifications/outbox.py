@@ -48,6 +48,7 @@ from gatekeeper import metrics
 from gatekeeper.db import insert_ignoring_conflicts
 from gatekeeper.logs import bind_event
 from notifications.models import Channel, Delivery, Event, WebhookEndpoint, event_types_problem
+from notifications.publisher import publish_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +281,7 @@ def _deliver(events: list[Event], users: dict[int, Any], endpoints_version: str 
     groups = [people] if people else []
     groups += [[d.pk] for d in deliveries if d.channel == Channel.WEBHOOK]
     if groups:
-        transaction.on_commit(lambda: enqueue_dispatch(groups), using=_connection().alias)
+        transaction.on_commit(lambda: publish_after_commit(groups), using=_connection().alias)
 
 
 def _recipient_list(payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,121 @@
+"""Dispatch messages published off the committing thread.
+
+When a change commits, its deliveries are already rows in the database; the Celery message that
+follows only wakes a worker sooner (the redispatch sweep finds any delivery whose message never
+arrived). Publishing it on the thread that committed made every decision wait for Redis: about a
+millisecond when Redis is well, and the broker's connect retries and timeouts when it is not, so
+a Redis outage slowed every web request that wrote something. Here each process hands the
+message to one publisher thread and goes on.
+
+What can be lost is a message, never a delivery: a process that dies with messages still queued
+leaves their deliveries pending, and the sweep sends them (``notifications.redispatch``). A
+process that exits normally publishes what is queued first (``atexit``, bounded).
+
+Inline instead (the caller waits, as before) when Celery runs tasks eagerly: eager means "run
+it here, now", and a task run on this thread's behalf from another thread would use another
+database connection. Also when ``GATEKEEPER_DISPATCH_PUBLISH_IN_BACKGROUND=0``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+Groups = list[list[int]]
+
+
+class BackgroundPublisher:
+    """One daemon thread per process draining a queue of delivery-id groups into ``publish``.
+
+    Started on first use and again in a forked child (a thread does not survive ``fork``, and
+    the parent's queue is the parent's), so a pre-forking server's workers each get their own.
+    """
+
+    def __init__(self, publish: Callable[[Groups], object]) -> None:
+        self._publish = publish
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._queue: queue.Queue[Groups] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, groups: Groups) -> None:
+        if groups:
+            self._running().put(groups)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything this process submitted is published (or failed and was
+        logged); False if that took longer than ``timeout`` seconds."""
+        if self._pid != os.getpid():
+            return True  # nothing was submitted in this process
+        pending = self._queue
+        with pending.all_tasks_done:
+            return pending.all_tasks_done.wait_for(
+                lambda: not pending.unfinished_tasks, timeout=timeout
+            )
+
+    def _running(self) -> queue.Queue[Groups]:
+        pid = os.getpid()
+        thread = self._thread
+        if self._pid == pid and thread is not None and thread.is_alive():
+            return self._queue
+        with self._lock:
+            if self._pid != pid:
+                self._queue = queue.Queue()
+                self._pid = pid
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._drain,
+                    args=(self._queue,),
+                    name="gatekeeper-dispatch-publisher",
+                    daemon=True,
+                )
+                self._thread.start()
+            return self._queue
+
+    def _drain(self, pending: queue.Queue[Groups]) -> None:
+        while True:
+            groups = list(pending.get())
+            taken = 1
+            # Whatever else is waiting goes out with it, over one producer connection.
+            while True:
+                try:
+                    groups.extend(pending.get_nowait())
+                except queue.Empty:
+                    break
+                taken += 1
+            try:
+                self._publish(groups)
+            except Exception:  # publish logs its own failures; nothing may stop this thread
+                logger.exception("publishing dispatch messages failed")
+            finally:
+                for _ in range(taken):
+                    pending.task_done()
+
+
+def _publish(groups: Groups) -> None:
+    # Imported here: the outbox imports this module.
+    from notifications.outbox import enqueue_dispatch
+
+    enqueue_dispatch(groups)
+
+
+publisher = BackgroundPublisher(_publish)
+atexit.register(publisher.flush, 5.0)
+
+
+def publish_after_commit(groups: Groups) -> None:
+    """Queue the dispatch messages of committed deliveries (an on-commit callback): on the
+    publisher thread, or right here when tasks run eagerly or background publishing is off."""
+    from notifications.conf import get_conf
+    from notifications.tasks import dispatch
+
+    if dispatch.app.conf.task_always_eager or not get_conf().publish_in_background:
+        _publish(groups)
+    else:
+        publisher.submit(groups)
