@@ -6,6 +6,7 @@ validate and hand plain values to a service (DESIGN.md §2: the API holds no rul
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -35,6 +36,7 @@ from programs.models import (
     StageTransition,
     SuccessMetric,
 )
+from programs.selectors import external_refs_of, metrics_of
 from programs.stages import Stage
 
 # --- shared fields ----------------------------------------------------------------------------
@@ -82,6 +84,19 @@ class Text(serializers.CharField):
             self.validators.append(ProhibitNullCharactersValidator())
 
 
+class SelectedList(serializers.ListSerializer):  # type: ignore[type-arg]
+    """A nested read-only list that a selector reads from the object (``read(obj)``) instead of
+    an attribute. Declared, unlike a SerializerMethodField building a serializer per call, its
+    child serializer and that child's fields are built once per response, not once per row."""
+
+    def __init__(self, *args: Any, read: Callable[[Any], Iterable[Any]], **kwargs: Any) -> None:
+        self.read = read
+        super().__init__(*args, **kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        return self.read(instance)
+
+
 # --- initiatives --------------------------------------------------------------------------------
 
 
@@ -126,9 +141,15 @@ class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
     business_owner = _username(null=True)
     sponsor = _username(null=True)
     delivery_lead = _username(null=True)
-    external_refs = ExternalRefSerializer(many=True, read_only=True)
+    # Both lists come with the initiative's own row (programs.selectors.with_refs_and_metrics),
+    # not from a prefetch query per relation.
+    external_refs = SelectedList(
+        child=ExternalRefSerializer(read_only=True), read=external_refs_of, read_only=True
+    )
     held_from = _blank_or(Stage.choices)  # set only while on hold
-    metrics = InitiativeMetricSerializer(many=True, read_only=True)
+    metrics = SelectedList(
+        child=InitiativeMetricSerializer(read_only=True), read=metrics_of, read_only=True
+    )
     next_milestone = serializers.SerializerMethodField()
 
     @extend_schema_field(NextMilestoneSerializer(allow_null=True))
