@@ -129,11 +129,27 @@ class InitiativeMetricSerializer(serializers.ModelSerializer):  # type: ignore[t
 
 
 class NextMilestoneSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """The open milestone due first; null when none is open. No "overdue" flag: the
+    representation (and so its ETag) changes when the data does, not when the clock passes
+    `due_at`."""
+
     id = serializers.IntegerField(read_only=True)
     title = serializers.CharField(read_only=True)
     stage = serializers.ChoiceField(choices=Stage.choices, read_only=True)
     due_at = serializers.DateTimeField(read_only=True)
     owner = serializers.CharField(read_only=True)
+
+    def get_attribute(self, instance: Initiative) -> dict[str, Any] | None:
+        # From the annotations of programs.selectors.with_next_milestone.
+        if getattr(instance, "next_milestone_id", None) is None:
+            return None
+        return {
+            "id": instance.next_milestone_id,  # type: ignore[attr-defined]
+            "title": instance.next_milestone_title,  # type: ignore[attr-defined]
+            "stage": instance.next_milestone_stage,  # type: ignore[attr-defined]
+            "due_at": instance.next_milestone_due_at,  # type: ignore[attr-defined]
+            "owner": instance.next_milestone_owner_username,  # type: ignore[attr-defined]
+        }
 
 
 class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -150,24 +166,8 @@ class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
     metrics = SelectedList(
         child=InitiativeMetricSerializer(read_only=True), read=metrics_of, read_only=True
     )
-    next_milestone = serializers.SerializerMethodField()
-
-    @extend_schema_field(NextMilestoneSerializer(allow_null=True))
-    def get_next_milestone(self, obj: Initiative) -> dict[str, Any] | None:
-        """The open milestone due first (None when none is open), from the annotations of
-        ``programs.selectors.with_next_milestone``. No "overdue" flag: the representation (and
-        so its ETag) changes when the data does, not when the clock passes ``due_at``."""
-        if getattr(obj, "next_milestone_id", None) is None:
-            return None
-        return NextMilestoneSerializer(
-            {
-                "id": obj.next_milestone_id,  # type: ignore[attr-defined]
-                "title": obj.next_milestone_title,  # type: ignore[attr-defined]
-                "stage": obj.next_milestone_stage,  # type: ignore[attr-defined]
-                "due_at": obj.next_milestone_due_at,  # type: ignore[attr-defined]
-                "owner": obj.next_milestone_owner_username,  # type: ignore[attr-defined]
-            }
-        ).data
+    # Declared, not a SerializerMethodField building a serializer per row.
+    next_milestone = NextMilestoneSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Initiative
