@@ -6,6 +6,7 @@ validate and hand plain values to a service (DESIGN.md §2: the API holds no rul
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -35,6 +36,7 @@ from programs.models import (
     StageTransition,
     SuccessMetric,
 )
+from programs.selectors import external_refs_of, metrics_of
 from programs.stages import Stage
 
 # --- shared fields ----------------------------------------------------------------------------
@@ -82,6 +84,19 @@ class Text(serializers.CharField):
             self.validators.append(ProhibitNullCharactersValidator())
 
 
+class SelectedList(serializers.ListSerializer):  # type: ignore[type-arg]
+    """A nested read-only list that a selector reads from the object (``read(obj)``) instead of
+    an attribute. Declared, unlike a SerializerMethodField building a serializer per call, its
+    child serializer and that child's fields are built once per response, not once per row."""
+
+    def __init__(self, *args: Any, read: Callable[[Any], Iterable[Any]], **kwargs: Any) -> None:
+        self.read = read
+        super().__init__(*args, **kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        return self.read(instance)
+
+
 # --- initiatives --------------------------------------------------------------------------------
 
 
@@ -114,11 +129,27 @@ class InitiativeMetricSerializer(serializers.ModelSerializer):  # type: ignore[t
 
 
 class NextMilestoneSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """The open milestone due first; null when none is open. No "overdue" flag: the
+    representation (and so its ETag) changes when the data does, not when the clock passes
+    `due_at`."""
+
     id = serializers.IntegerField(read_only=True)
     title = serializers.CharField(read_only=True)
     stage = serializers.ChoiceField(choices=Stage.choices, read_only=True)
     due_at = serializers.DateTimeField(read_only=True)
     owner = serializers.CharField(read_only=True)
+
+    def get_attribute(self, instance: Initiative) -> dict[str, Any] | None:
+        # From the annotations of programs.selectors.with_next_milestone.
+        if getattr(instance, "next_milestone_id", None) is None:
+            return None
+        return {
+            "id": instance.next_milestone_id,  # type: ignore[attr-defined]
+            "title": instance.next_milestone_title,  # type: ignore[attr-defined]
+            "stage": instance.next_milestone_stage,  # type: ignore[attr-defined]
+            "due_at": instance.next_milestone_due_at,  # type: ignore[attr-defined]
+            "owner": instance.next_milestone_owner_username,  # type: ignore[attr-defined]
+        }
 
 
 class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -126,27 +157,17 @@ class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
     business_owner = _username(null=True)
     sponsor = _username(null=True)
     delivery_lead = _username(null=True)
-    external_refs = ExternalRefSerializer(many=True, read_only=True)
+    # Both lists come with the initiative's own row (programs.selectors.with_refs_and_metrics),
+    # not from a prefetch query per relation.
+    external_refs = SelectedList(
+        child=ExternalRefSerializer(read_only=True), read=external_refs_of, read_only=True
+    )
     held_from = _blank_or(Stage.choices)  # set only while on hold
-    metrics = InitiativeMetricSerializer(many=True, read_only=True)
-    next_milestone = serializers.SerializerMethodField()
-
-    @extend_schema_field(NextMilestoneSerializer(allow_null=True))
-    def get_next_milestone(self, obj: Initiative) -> dict[str, Any] | None:
-        """The open milestone due first (None when none is open), from the annotations of
-        ``programs.selectors.with_next_milestone``. No "overdue" flag: the representation (and
-        so its ETag) changes when the data does, not when the clock passes ``due_at``."""
-        if getattr(obj, "next_milestone_id", None) is None:
-            return None
-        return NextMilestoneSerializer(
-            {
-                "id": obj.next_milestone_id,  # type: ignore[attr-defined]
-                "title": obj.next_milestone_title,  # type: ignore[attr-defined]
-                "stage": obj.next_milestone_stage,  # type: ignore[attr-defined]
-                "due_at": obj.next_milestone_due_at,  # type: ignore[attr-defined]
-                "owner": obj.next_milestone_owner_username,  # type: ignore[attr-defined]
-            }
-        ).data
+    metrics = SelectedList(
+        child=InitiativeMetricSerializer(read_only=True), read=metrics_of, read_only=True
+    )
+    # Declared, not a SerializerMethodField building a serializer per row.
+    next_milestone = NextMilestoneSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Initiative

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
@@ -44,7 +44,7 @@ from notifications.models import WebhookEndpoint
 from programs import portfolio
 from programs import selectors as programs_selectors
 from programs import services as programs_services
-from programs.models import ExternalReference, Initiative, Milestone, SuccessMetric
+from programs.models import Initiative, Milestone
 from programs.roles import INTEGRATIONS, PMO
 
 PROBLEM = OpenApiResponse(
@@ -193,11 +193,10 @@ class InitiativeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
 
     @staticmethod
     def _shaped(qs: QuerySet[Initiative]) -> QuerySet[Initiative]:
-        return programs_selectors.with_next_milestone(
-            qs.select_related("business_unit", "business_owner", "sponsor", "delivery_lead")
-        ).prefetch_related(
-            Prefetch("external_refs", queryset=ExternalReference.objects.order_by("system", "key")),
-            Prefetch("metrics", queryset=SuccessMetric.objects.order_by("name", "id")),
+        return programs_selectors.with_refs_and_metrics(
+            programs_selectors.with_next_milestone(
+                qs.select_related("business_unit", "business_owner", "sponsor", "delivery_lead")
+            )
         )
 
     def scoped(self, user: Any) -> QuerySet[Initiative]:

@@ -6,13 +6,17 @@ django-pgtrigger; SQLite, the embedded default, has none and relies on the ORM g
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import pgtrigger
-from django.db import IntegrityError, connections, models, router, transaction
-from django.db.models import F
+from django.db import IntegrityError, NotSupportedError, connections, models, router, transaction
+from django.db.models import F, Func, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, JSONObject
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django_fsm import FSMFieldMixin, FSMModelMixin
@@ -386,3 +390,93 @@ def _from_db(connection: Any, field: models.Field, alias: str, value: Any) -> An
     for converter in converters:
         value = converter(value, col, connection)
     return value
+
+
+# --- related rows read with their parent --------------------------------------------------
+
+
+class _RowsAsJSON(Func):
+    """Every row of the subquery it is the select list of, as one JSON array (text; NULL when
+    there is none), each row as ``row``, in the order of ``ordering``.
+
+    It aggregates the whole subquery, which has no GROUP BY: hence a Func and not an Aggregate,
+    which would make Django group the subquery's rows. Text, not json: PostgreSQL's json has no
+    equality, and a scoped list is SELECT DISTINCT.
+    """
+
+    output_field = models.TextField()
+
+    def __init__(self, row: Any, *, ordering: Sequence[str]) -> None:
+        super().__init__(row, *(F(name) for name in ordering))
+
+    def _compiled(self, compiler: Any, connection: Any) -> tuple[str, str, list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
+        for expression in self.get_source_expressions():
+            sql, expression_params = compiler.compile(expression)
+            parts.append(sql)
+            params.extend(expression_params)
+        return parts[0], ", ".join(parts[1:]), params
+
+    def as_sql(self, compiler: Any, connection: Any, *args: Any, **extra: Any) -> Any:
+        raise NotSupportedError(f"related_rows() is not implemented on {connection.vendor}")
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        row, order, params = self._compiled(compiler, connection)
+        return f"JSON_AGG({row} ORDER BY {order})::text", params
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        # SQLite before 3.44 has no ORDER BY inside an aggregate. Over a window ordered by the
+        # keys whose frame is every row, each row carries all of them, in that order
+        # (related_rows keeps one of those rows).
+        row, order, params = self._compiled(compiler, connection)
+        return (
+            f"JSON_GROUP_ARRAY({row}) OVER (ORDER BY {order} "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)",
+            params,
+        )
+
+
+def related_rows(model: type[models.Model], *, fk: str, ordering: Sequence[str]) -> Coalesce:
+    """An annotation for a queryset of the model ``model.<fk>`` points to: each row's ``model``
+    rows, every concrete field, as a JSON array (text, "[]" when there are none) in the order
+    of ``ordering`` (which should end in a unique field, as a prefetch's ordering would).
+
+    A correlated subquery in the page's own query, where a prefetch costs one query per
+    relation; ``related_rows_from_json`` turns it back into instances. Meant for a page of
+    rows with a few children each, not for thousands.
+    """
+    row = JSONObject(**{f.attname: F(f.attname) for f in model._meta.concrete_fields})
+    rows = (
+        model._default_manager.filter(**{fk: OuterRef("pk")})
+        .order_by()
+        .values(rows=_RowsAsJSON(row, ordering=ordering))[:1]
+    )
+    return Coalesce(Subquery(rows), Value("[]"), output_field=models.TextField())
+
+
+def related_rows_from_json(model: type[M], text: str, *, fk: str, parent: models.Model) -> list[M]:
+    """The ``model`` instances a ``related_rows`` annotation of ``parent`` holds, as a query
+    would have built them, with ``parent`` cached on ``fk`` (reading it costs no query).
+
+    Each value goes through its field's ``to_python``: decimals are parsed as Decimal, never
+    float, so none loses a digit; a datetime SQLite stored without an offset is in the
+    connection's time zone, as the ORM reads it.
+    """
+    db = parent._state.db or router.db_for_read(model)
+    zone = connections[db].timezone  # None without USE_TZ: datetimes are then naive
+    fields = model._meta.concrete_fields
+    names = [f.attname for f in fields]
+    link = model._meta.get_field(fk)
+    instances = []
+    for row in json.loads(text, parse_float=Decimal):
+        values = []
+        for field in fields:
+            value = field.to_python(row[field.attname])
+            if zone is not None and isinstance(value, dt.datetime) and timezone.is_naive(value):
+                value = timezone.make_aware(value, zone)
+            values.append(value)
+        instance = model.from_db(db, names, values)
+        link.set_cached_value(instance, parent)  # type: ignore[union-attr]
+        instances.append(instance)
+    return instances

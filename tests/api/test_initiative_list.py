@@ -4,12 +4,16 @@ the success metrics with where they stand, and the next open milestone."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
-from programs.models import MilestoneStatus
+from programs.models import ExternalReference, MilestoneStatus, SuccessMetric
 from programs.roles import PMO
 from tests.factories import (
     InitiativeFactory,
@@ -65,3 +69,135 @@ def test_each_row_has_its_metrics_and_next_open_milestone(client_for):
     detail = client_for(UserFactory(groups=[PMO])).get("/api/v1/initiatives/AI-A/").json()
     assert detail["next_milestone"] == nxt
     assert detail["metrics"] == rows["AI-A"]["metrics"]
+
+
+def _refs_and_metrics(initiative, measured):
+    # Written out of order: the list's order is the read's, not the insertion's.
+    for system, key, url in [
+        ("SNOW", "INC-2", 'https://snow.example.com/INC-2?a=1&b="2"'),
+        ("JIRA", "Z-1", ""),
+        ("JIRA", "A-10", "https://jira.example.com/browse/A-10"),
+    ]:
+        ExternalReference.objects.create(initiative=initiative, system=system, key=key, url=url)
+    SuccessMetric.objects.create(
+        initiative=initiative,
+        name="cost per claim",
+        unit="EUR",
+        baseline=Decimal("1234567.8901"),
+        target=Decimal("0"),
+        direction="lower",
+        current_value=Decimal("-0.0001"),
+        measured_at=measured.replace(microsecond=0),
+    )
+    SuccessMetric.objects.create(initiative=initiative, name="backlog", direction="lower")
+    SuccessMetric.objects.create(
+        initiative=initiative,
+        name="adoption",
+        unit="%",
+        baseline=Decimal("0.1"),
+        target=Decimal("60"),
+        current_value=Decimal("60.0001"),
+        measured_at=measured,
+    )
+
+
+EXPECTED_REFS = [
+    {"system": "JIRA", "key": "A-10", "url": "https://jira.example.com/browse/A-10"},
+    {"system": "JIRA", "key": "Z-1", "url": ""},
+    {"system": "SNOW", "key": "INC-2", "url": 'https://snow.example.com/INC-2?a=1&b="2"'},
+]
+
+
+def _expected_metrics(initiative):
+    ids = {m.name: m.pk for m in initiative.metrics.all()}
+    return [
+        {
+            "id": ids["adoption"],
+            "name": "adoption",
+            "unit": "%",
+            "baseline": "0.1000",
+            "target": "60.0000",
+            "direction": "higher",
+            "current_value": "60.0001",
+            "measured_at": "2026-03-04T05:06:07.120000Z",
+            "on_target": True,
+        },
+        {
+            "id": ids["backlog"],
+            "name": "backlog",
+            "unit": "",
+            "baseline": None,
+            "target": None,
+            "direction": "lower",
+            "current_value": None,
+            "measured_at": None,
+            "on_target": None,
+        },
+        {
+            "id": ids["cost per claim"],
+            "name": "cost per claim",
+            "unit": "EUR",
+            "baseline": "1234567.8901",
+            "target": "0.0000",
+            "direction": "lower",
+            "current_value": "-0.0001",
+            "measured_at": "2026-03-04T05:06:07Z",
+            "on_target": True,
+        },
+    ]
+
+
+MEASURED = dt.datetime(2026, 3, 4, 5, 6, 7, 120000, tzinfo=dt.UTC)
+
+
+def test_each_rows_references_and_metrics_keep_their_order_and_values(client_for):
+    a = InitiativeFactory(key="AI-A")
+    InitiativeFactory(key="AI-B")
+    _refs_and_metrics(a, MEASURED)
+    api = client_for(UserFactory(groups=[PMO]))
+    rows = {r["key"]: r for r in api.get("/api/v1/initiatives/").json()["results"]}
+    assert rows["AI-A"]["external_refs"] == EXPECTED_REFS
+    assert rows["AI-A"]["metrics"] == _expected_metrics(a)
+    assert (rows["AI-B"]["external_refs"], rows["AI-B"]["metrics"]) == ([], [])
+    # The detail is the list's row.
+    assert api.get("/api/v1/initiatives/AI-A/").json() == rows["AI-A"]
+    assert api.get("/api/v1/initiatives/AI-B/").json() == rows["AI-B"]
+
+
+def test_a_scoped_list_carries_the_same_references_and_metrics(client_for):
+    owner = UserFactory(username="olga")
+    mine = InitiativeFactory(key="AI-MINE", business_owner=owner)
+    InitiativeFactory(key="AI-OTHER")
+    MilestoneFactory(initiative=mine, owner=owner)  # a second way in: the scope is DISTINCT
+    _refs_and_metrics(mine, MEASURED)
+    [row] = client_for(owner).get("/api/v1/initiatives/").json()["results"]
+    assert row["key"] == "AI-MINE"
+    assert row["external_refs"] == EXPECTED_REFS
+    assert row["metrics"] == _expected_metrics(mine)
+
+
+@pytest.mark.slow
+def test_the_list_reads_the_same_on_sqlite(tmp_path):
+    """`make run`'s embedded database builds the lists with its own SQL (a JSON array over an
+    ordered window): the tests above, run again on SQLite."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'list.sqlite3'}"}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            __file__,
+            "-q",
+            "-m",
+            "not slow",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

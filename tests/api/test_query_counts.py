@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from knox.models import AuthToken
@@ -11,7 +12,7 @@ from rest_framework.test import APIClient
 
 from gates.models import Approval, Evidence, GateReview
 from notifications.models import WebhookEndpoint
-from programs.models import ExternalReference, MetricReading, StageTransition
+from programs.models import ExternalReference, Initiative, MetricReading, StageTransition
 from programs.roles import PMO
 from tests.factories import (
     InitiativeFactory,
@@ -123,6 +124,32 @@ def test_nested_lists_query_count_is_constant(initiative, django_assert_max_num_
     for url in urls:
         with django_assert_max_num_queries(small[url]):
             assert len(api.get(url).json()["results"]) == 30
+
+
+# Issue 11's P2 budget for the initiative list as a PMO in a browser session: the session, the
+# user, the PMO check, the count and the page, whose rows bring their external references,
+# metrics and next milestone with them. The detail is the same page of one.
+INITIATIVE_LIST_MAX = 5
+INITIATIVE_DETAIL_MAX = 4
+
+
+def test_the_initiative_list_reads_each_rows_lists_with_its_page(django_assert_max_num_queries):
+    _grow_initiatives(30, UserFactory(username="owner"))
+    for initiative in Initiative.objects.all():
+        ExternalReference.objects.create(initiative=initiative, system="SNOW", key=initiative.key)
+        SuccessMetricFactory(initiative=initiative)
+    browser = Client()
+    browser.force_login(UserFactory(username="pmo", groups=[PMO]))
+    browser.get("/api/v1/initiatives/?limit=1")  # the session's first use is not the list's
+    with django_assert_max_num_queries(INITIATIVE_LIST_MAX):
+        response = browser.get("/api/v1/initiatives/?limit=50")
+    rows = response.json()["results"]
+    assert len(rows) == 30
+    assert all(len(r["external_refs"]) == 2 and len(r["metrics"]) == 2 for r in rows)
+    assert all(r["next_milestone"] is not None for r in rows)
+    with django_assert_max_num_queries(INITIATIVE_DETAIL_MAX):
+        detail = browser.get(f"/api/v1/initiatives/{rows[0]['key']}/").json()
+    assert detail == rows[0]
 
 
 # Issue 11's budget for a deciding approval through the API: the service's own queries plus
