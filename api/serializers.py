@@ -26,6 +26,7 @@ from gates.models import (
 )
 from notifications.models import WebhookEndpoint
 from programs.models import (
+    METRIC_DIGITS,
     BusinessUnit,
     Direction,
     Health,
@@ -302,7 +303,7 @@ class ReasonSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class MetricReadingRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    value = serializers.DecimalField(max_digits=18, decimal_places=4)
+    value = serializers.DecimalField(max_digits=METRIC_DIGITS, decimal_places=4)
     measured_at = serializers.DateTimeField(required=False)
 
 
@@ -361,10 +362,10 @@ class MetricCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     name = Text(max_length=200, allow_blank=False)
     unit = Text(max_length=40, required=False, default="")
     baseline = serializers.DecimalField(
-        max_digits=18, decimal_places=4, required=False, allow_null=True, default=None
+        max_digits=METRIC_DIGITS, decimal_places=4, required=False, allow_null=True, default=None
     )
     target = serializers.DecimalField(
-        max_digits=18, decimal_places=4, required=False, allow_null=True, default=None
+        max_digits=METRIC_DIGITS, decimal_places=4, required=False, allow_null=True, default=None
     )
     direction = serializers.ChoiceField(choices=Direction.choices, default=Direction.HIGHER)
 
@@ -375,10 +376,10 @@ class MetricUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     name = Text(max_length=200, allow_blank=False, required=False)
     unit = Text(max_length=40, required=False)
     baseline = serializers.DecimalField(
-        max_digits=18, decimal_places=4, required=False, allow_null=True
+        max_digits=METRIC_DIGITS, decimal_places=4, required=False, allow_null=True
     )
     target = serializers.DecimalField(
-        max_digits=18, decimal_places=4, required=False, allow_null=True
+        max_digits=METRIC_DIGITS, decimal_places=4, required=False, allow_null=True
     )
     direction = serializers.ChoiceField(choices=Direction.choices, required=False)
 

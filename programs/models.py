@@ -261,14 +261,25 @@ class Direction(models.TextChoices):
     LOWER = "lower", "Lower is better"
 
 
+# Up to 99,999,999,999.9999: 15 significant digits, what a double holds exactly. SQLite (the
+# embedded default) keeps a decimal as a double, so a value with more digits came back rounded,
+# or not at all (reading 18 nines failed with InvalidOperation); with 15 every value the forms and
+# the API accept is read back as written, on SQLite as on PostgreSQL.
+METRIC_DIGITS = 15
+
+
 class SuccessMetric(models.Model):
     initiative = models.ForeignKey(Initiative, on_delete=models.CASCADE, related_name="metrics")
     name = models.CharField(max_length=200, validators=[validate_single_line])
     unit = models.CharField(max_length=40, blank=True, validators=[validate_single_line])
-    baseline = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
-    target = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    baseline = models.DecimalField(
+        max_digits=METRIC_DIGITS, decimal_places=4, null=True, blank=True
+    )
+    target = models.DecimalField(max_digits=METRIC_DIGITS, decimal_places=4, null=True, blank=True)
     direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.HIGHER)
-    current_value = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    current_value = models.DecimalField(
+        max_digits=METRIC_DIGITS, decimal_places=4, null=True, blank=True
+    )
     measured_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -300,7 +311,7 @@ class MetricReading(models.Model):
     """History of recorded values; the metric keeps the latest for cheap reads."""
 
     metric = models.ForeignKey(SuccessMetric, on_delete=models.CASCADE, related_name="readings")
-    value = models.DecimalField(max_digits=18, decimal_places=4)
+    value = models.DecimalField(max_digits=METRIC_DIGITS, decimal_places=4)
     measured_at = models.DateTimeField()
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"

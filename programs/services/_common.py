@@ -5,11 +5,13 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import DecimalValidator
 from django.db import transaction
 
 from gatekeeper.errors import Conflict, PermissionDenied, TransitionRefused, ValidationFailed
 from gatekeeper.types import User
-from programs.models import Initiative
+from programs.models import METRIC_DIGITS, Initiative
 from programs.stages import TERMINAL_STAGES
 
 
@@ -127,4 +129,10 @@ def parse_decimal(value: Any, field: str) -> Decimal | None:
         ) from None
     if not number.is_finite():
         raise ValidationFailed(f"{field} must be finite", errors={field: ["must be finite"]})
+    try:
+        DecimalValidator(METRIC_DIGITS, 4)(number)
+    except DjangoValidationError as exc:
+        raise ValidationFailed(
+            f"{field}: {exc.messages[0]}", errors={field: exc.messages}
+        ) from None
     return number
