@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection
+from django.db.models.expressions import RawSQL
+
 from gatekeeper.errors import PermissionDenied, ValidationFailed
 from gatekeeper.types import User
 from gates.models import Approval, GateReview, ReviewEvent
@@ -56,11 +59,24 @@ def lock_review(review_id: int) -> GateReview:
     # The lock alone, found through the review (a review never changes initiative). Nothing is
     # joined to it: a lock that waited re-checks only the locked row, so people joined in the
     # same statement could be those of before the change it waited for.
-    locked_ids = list(
+    lock = (
         Initiative.objects.select_for_update(of=("self",))
         .filter(gate_reviews__pk=review_id)
-        .values_list("pk", flat=True)
+        .order_by()
     )
+    columns = ["pk"]
+    if connection.vendor == "postgresql":
+        # For the rest of this transaction, join tables in the order each statement names them.
+        # The read below joins nine tables from one review found by its key, in an order that
+        # is already the best one, and PostgreSQL spent about 1.2 ms searching join orders to
+        # plan it, against 0.3 ms with the search off (EXPLAIN ANALYZE); what a review write
+        # reads after it are key lookups joining a table or two. Set by the lock's own
+        # statement, so it costs no round trip.
+        lock = lock.annotate(
+            plan_as_written=RawSQL("set_config('join_collapse_limit', '1', true)", ())
+        )
+        columns.append("plan_as_written")
+    locked_ids = [row[0] for row in lock.values_list(*columns)]
     if not locked_ids:
         raise GateReview.DoesNotExist(f"no gate review #{review_id}")
     # Read after the lock, so as the change we may have waited for left it; with the people
