@@ -86,8 +86,15 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
     if claimed is None:
         return DeliveryResult(delivery_id, "skipped")
     token, delivery = claimed
+    event = delivery.event
+    # The event's own key: the context the message was queued with is that of the last event
+    # its transaction emitted, which for a sweep's chunk is another event's.
     bind_event(
-        delivery.event.type, delivery.event.payload, delivery=delivery_id, channel=delivery.channel
+        event.type,
+        event.payload,
+        event_key=event.key,
+        delivery=delivery_id,
+        channel=delivery.channel,
     )
     try:
         status_code = get_transport(delivery.channel).send(delivery)
