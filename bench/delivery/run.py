@@ -283,19 +283,31 @@ class Bench:
         except Exception:
             return []
 
-    def consume_default_queue(self) -> None:
+    def consume_default_queue(self, group: list[Group]) -> None:
+        """Tell the live workers of ``group`` to consume the default queue; returns once each
+        of them has answered.
+
+        The clock is running: the broadcast returns as soon as every live worker answered
+        (``limit``) instead of waiting out its timeout, which capped a short run's no-op rate
+        at N per 2 s. A worker that misses the broadcast (still reconnecting to the restarted
+        Redis) is asked again until it answers, instead of leaving the queue unconsumed.
+        """
         from gatekeeper.celery import app
 
-        problem: Exception | None = None
-        for _ in range(10):
+        workers = sum(1 for w in group if w.alive())
+        problem = "no answer"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             try:
-                app.control.add_consumer("celery", reply=True, timeout=2)
-                return
+                replies = app.control.add_consumer("celery", reply=True, timeout=2, limit=workers)
+                if len(replies or []) >= workers:
+                    return
+                problem = f"{len(replies or [])} of {workers} workers answered"
             except Exception as exc:  # a pooled connection to the Redis that was restarted
-                problem = exc
+                problem = repr(exc)
                 _reset_producer_pools()
-                time.sleep(0.5)
-        raise SystemExit(f"could not tell the workers to consume the queue: {problem!r}")
+            time.sleep(0.2)
+        raise SystemExit(f"could not tell the workers to consume the queue: {problem}")
 
     def queued(self) -> int:
         """Messages waiting or delivered to a worker but not acknowledged (acks are late)."""
@@ -322,7 +334,7 @@ class Bench:
             accounting = cpu.Accounting()
             accounting.start(self.cpu_parts(group, database=False))
             started = time.monotonic()
-            self.consume_default_queue()
+            self.consume_default_queue(group)
             wait_for(lambda: self.queued() == 0, timeout=600, what="the no-op tasks")
             elapsed = time.monotonic() - started
             self.noop_cpu = accounting.stop(self.cpu_parts(group, database=False), seconds=elapsed)
@@ -365,7 +377,7 @@ class Bench:
             accounting.start(self.cpu_parts(group))
             sessions_before, active_before = self.database_counters()
             started = time.monotonic()
-            self.consume_default_queue()
+            self.consume_default_queue(group)
 
             def done() -> bool:
                 return not mine.exclude(status=DeliveryStatus.DELIVERED).exists()
@@ -378,7 +390,7 @@ class Bench:
                 self.redis.start()  # same port, empty: whatever was queued is gone
                 _reset_producer_pools()
                 restarted_at = self.receiver.count()
-                self.consume_default_queue()
+                self.consume_default_queue(group)
                 deadline = time.monotonic() + 600
                 last_sweep = 0.0
                 while not done() and time.monotonic() < deadline:
