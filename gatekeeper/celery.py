@@ -5,11 +5,14 @@ from celery import Celery
 from celery.signals import worker_init
 from django_structlog.celery.steps import DjangoStructLogInitStep
 
+from gatekeeper import celery_django
 from gatekeeper.env import env_int
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gatekeeper.settings")
 
-app = Celery("gatekeeper")
+# Celery's Django fix-up, keeping a worker's database connection between tasks that succeeded
+# (gatekeeper.celery_django says why that is safe and what it saves).
+app = Celery("gatekeeper", fixups=[celery_django.fixup])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Worker-side log context (task id, the queuing request's id) from django-structlog.

@@ -253,17 +253,106 @@ def create_once_many(objs: Sequence[models.Model], *, returning: str) -> set[Any
     return {row[0] for row in insert_ignoring_conflicts(objs, returning=[returning])}
 
 
-def _claim_values(status: str, values: dict[str, Any] | None) -> tuple[uuid.UUID, dict[str, Any]]:
-    now = timezone.now()
-    token = uuid.uuid4()
-    return token, {
+# --- claimed work: statements compiled once, values bound per call ---------------------------
+
+
+class Param(models.Expression):
+    """A named value in a statement that is compiled once per process and run many times.
+
+    Compiling an UPDATE through the ORM costs more CPU than PostgreSQL spends running it, and the
+    outbox's workers run the same few statements for every delivery. ``claim``,
+    ``claim_and_read`` and ``finish_claim`` therefore keep the SQL the ORM compiles for a
+    statement's shape and bind the values that change from call to call (the time, a row's id,
+    a claim token) at each call, prepared by ``field`` as the ORM prepares a value for that
+    column (``get_db_prep_value``). A caller writes such a value into its ``claimable`` Q as a
+    Param and passes the value in ``params``.
+    """
+
+    def __init__(self, name: str, field: models.Field) -> None:
+        super().__init__(output_field=field)
+        self.name = name
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        return "%s", [self]
+
+
+# (alias, model, where, values, ...) -> (sql, params with Params in place). Bounded: a caller
+# passing plain values that change per call gets correct statements, just no reuse.
+_statements: dict[Any, tuple[str, tuple[Any, ...]]] = {}
+_STATEMENTS_KEPT = 256
+
+
+def _compiled(key: Any, compile_: Any) -> tuple[str, tuple[Any, ...]]:
+    try:
+        return _statements[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value (a list, say): compiled, not kept
+        return compile_()
+    if len(_statements) >= _STATEMENTS_KEPT:
+        _statements.clear()
+    statement = _statements[key] = compile_()
+    return statement
+
+
+def _bind(params: Sequence[Any], values: dict[str, Any], connection: Any) -> list[Any]:
+    return [
+        p.output_field.get_db_prep_value(values[p.name], connection, prepared=False)
+        if isinstance(p, Param)
+        else p
+        for p in params
+    ]
+
+
+def _update_sql(
+    model: type[models.Model], db: str, where: models.Q, values: dict[str, Any]
+) -> tuple[str, tuple[Any, ...]]:
+    """Compile the UPDATE the ORM sends for ``filter(where).update(**values)``.
+
+    Only for filters on the model's own columns: a filter that needs a join would make the ORM
+    read the ids first, which this single statement does not do.
+    """
+    update = model._default_manager.using(db).filter(where).query.chain(UpdateQuery)
+    assert isinstance(update, UpdateQuery)
+    update.add_update_values(values)
+    sql, params = update.get_compiler(db).as_sql()
+    return sql, tuple(params)
+
+
+def _claim_where_and_set(
+    model: type[models.Model], claimable: Any, status: str, values: dict[str, Any] | None
+) -> tuple[models.Q, dict[str, Any]]:
+    """The claim's WHERE and SET, with its per-call values (the row's id, the claim's token and
+    time) as Params; made only when a statement is compiled."""
+    meta = model._meta
+    claimed_at = Param("__claimed_at", meta.get_field("claimed_at"))  # type: ignore[arg-type]
+    where = models.Q(claimable) & models.Q(pk=Param("__pk", meta.pk))  # type: ignore[arg-type]
+    return where, {
         **(values or {}),
         "status": status,
-        "claimed_at": now,
-        "claim_token": token,
+        "claimed_at": claimed_at,
+        "claim_token": Param("__claim_token", meta.get_field("claim_token")),  # type: ignore[arg-type]
         "attempts": F("attempts") + 1,
-        "updated_at": now,
+        "updated_at": claimed_at,
     }
+
+
+def _claim_key(
+    kind: str,
+    db: str,
+    model: type[models.Model],
+    claimable: Any,
+    status: str,
+    values: dict[str, Any] | None,
+    related: tuple[str, ...] = (),
+) -> tuple[Any, ...]:
+    return (kind, db, model, claimable, status, tuple((values or {}).items()), related)
+
+
+def _claim_bound(pk: Any, params: dict[str, Any] | None) -> tuple[dict[str, Any], uuid.UUID]:
+    token = uuid.uuid4()
+    bound = {**(params or {}), "__pk": pk, "__claimed_at": timezone.now(), "__claim_token": token}
+    return bound, token
 
 
 def claim(
@@ -273,19 +362,31 @@ def claim(
     claimable: Any,
     status: str,
     values: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> uuid.UUID | None:
     """Claim one row of a work table (the outbox's deliveries, the inbound inbox) for this
     worker: a conditional UPDATE that sets ``status``, a fresh ``claim_token`` and the claim
     time and counts the attempt (and sets ``values``, if given). Returns the token, or None
     when the row is not claimable now (done, not due, or another worker holds it).
 
-    The WHERE (``claimable``, a Q) is re-checked under the row lock on PostgreSQL, so of two
-    racing workers the second sees the first one's fresh claim and updates nothing. Writes that
-    finish the work filter on the token, so a worker whose lease ran out can't overwrite the one
-    that took over.
+    The WHERE (``claimable``, a Q on the table's own columns, with ``params`` the values of any
+    ``Param`` in it) is re-checked under the row lock on PostgreSQL, so of two racing workers
+    the second sees the first one's fresh claim and updates nothing. Writes that finish the work
+    filter on the token (``finish_claim``), so a worker whose lease ran out can't overwrite the
+    one that took over.
     """
-    token, fields = _claim_values(status, values)
-    claimed = model._default_manager.filter(claimable, pk=pk).update(**fields)
+    db = router.db_for_write(model)
+    connection = connections[db]
+
+    def compile_() -> tuple[str, tuple[Any, ...]]:
+        where, fields = _claim_where_and_set(model, claimable, status, values)
+        return _update_sql(model, db, where, fields)
+
+    sql, template = _compiled(_claim_key("claim", db, model, claimable, status, values), compile_)
+    bound, token = _claim_bound(pk, params)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _bind(template, bound, connection))
+        claimed = cursor.rowcount
     return token if claimed == 1 else None
 
 
@@ -297,6 +398,7 @@ def claim_and_read(
     status: str,
     related: tuple[str, ...] = (),
     values: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[uuid.UUID, M] | None:
     """``claim``, returning the token and the claimed row with its ``related`` foreign keys'
     rows attached (as ``select_related`` would), or None if the row was not claimable.
@@ -311,59 +413,58 @@ def claim_and_read(
     connection = connections[db]
     manager = model._default_manager
     if connection.vendor != "postgresql":
-        token = claim(model, pk=pk, claimable=claimable, status=status, values=values)
+        token = claim(
+            model, pk=pk, claimable=claimable, status=status, values=values, params=params
+        )
         if token is None:
             return None
         return token, manager.using(db).select_related(*related).get(pk=pk)
 
-    token, fields = _claim_values(status, values)
-    update = manager.using(db).filter(claimable, pk=pk).query.chain(UpdateQuery)
-    assert isinstance(update, UpdateQuery)
-    update.add_update_values(fields)
-    update_sql, params = update.get_compiler(db).as_sql()
-    quote = connection.ops.quote_name
-    # (model, table alias, the foreign key's column on the claimed row or None for the row)
-    parts: list[tuple[type[models.Model], str, models.ForeignKey | None]] = [
-        (model, "claimed", None)
-    ]
-    for i, name in enumerate(related):
-        fk = model._meta.get_field(name)
-        if not isinstance(fk, models.ForeignKey):
-            raise TypeError(f"{model.__name__}.{name} is not a foreign key")
-        parts.append((fk.related_model, f"r{i}", fk))  # type: ignore[arg-type]
-    columns = [
-        f"{alias}.{quote(f.column)}"
-        for part, alias, _fk in parts
-        for f in part._meta.concrete_fields
-    ]
-    joins = [
-        f"LEFT JOIN {quote(part._meta.db_table)} {alias} "
-        f"ON {alias}.{quote(fk.target_field.column)} = claimed.{quote(fk.column)}"
-        for part, alias, fk in parts
-        if fk is not None
-    ]
-    returning = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
-    sql = (
-        # Names from the models' meta, values only as parameters (the ORM built the UPDATE).
-        f"WITH claimed AS ({update_sql} RETURNING {returning}) "  # noqa: S608
-        f"SELECT {', '.join(columns)} FROM claimed {' '.join(joins)}"
+    parts = _claim_parts(model, related)
+
+    def compile_() -> tuple[str, tuple[Any, ...]]:
+        where, fields = _claim_where_and_set(model, claimable, status, values)
+        update_sql, update_params = _update_sql(model, db, where, fields)
+        quote = connection.ops.quote_name
+        columns = [
+            f"{alias}.{quote(f.column)}"
+            for part, alias, _fk in parts
+            for f in part._meta.concrete_fields
+        ]
+        joins = [
+            f"LEFT JOIN {quote(part._meta.db_table)} {alias} "
+            f"ON {alias}.{quote(fk.target_field.column)} = claimed.{quote(fk.column)}"
+            for part, alias, fk in parts
+            if fk is not None
+        ]
+        returning = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
+        sql = (
+            # Names from the models' meta, values only as parameters (the ORM built the UPDATE).
+            f"WITH claimed AS ({update_sql} RETURNING {returning}) "  # noqa: S608
+            f"SELECT {', '.join(columns)} FROM claimed {' '.join(joins)}"
+        )
+        return sql, update_params
+
+    sql, template = _compiled(
+        _claim_key("claim_and_read", db, model, claimable, status, values, related), compile_
     )
+    bound, token = _claim_bound(pk, params)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, _bind(template, bound, connection))
         row = cursor.fetchone()
     if row is None:
         return None
-    values_left = list(row)
+    columns = list(row)
     instances: list[models.Model | None] = []
-    for part, alias, _fk in parts:
-        fields_ = part._meta.concrete_fields
-        raw, values_left = values_left[: len(fields_)], values_left[len(fields_) :]
-        converted = [_from_db(connection, f, alias, v) for f, v in zip(fields_, raw, strict=True)]
-        pk_index = fields_.index(part._meta.pk)
+    start = 0
+    for part, attnames, pk_index, converters in _row_readers(connection, parts):
+        converted = columns[start : start + len(attnames)]
+        start += len(attnames)
+        for index, col, column_converters in converters:
+            for converter in column_converters:
+                converted[index] = converter(converted[index], col, connection)
         instances.append(
-            None
-            if converted[pk_index] is None
-            else part.from_db(db, [f.attname for f in fields_], converted)
+            None if converted[pk_index] is None else part.from_db(db, attnames, converted)
         )
     claimed = instances[0]
     assert isinstance(claimed, model)
@@ -373,23 +474,81 @@ def claim_and_read(
     return token, claimed
 
 
-_converters: dict[tuple[str, models.Field, str], tuple[Any, list[Any]]] = {}
+def _claim_parts(
+    model: type[models.Model], related: tuple[str, ...]
+) -> list[tuple[type[models.Model], str, models.ForeignKey | None]]:
+    """(model, table alias, the foreign key's column on the claimed row or None for the row)."""
+    parts: list[tuple[type[models.Model], str, models.ForeignKey | None]] = [
+        (model, "claimed", None)
+    ]
+    for i, name in enumerate(related):
+        fk = model._meta.get_field(name)
+        if not isinstance(fk, models.ForeignKey):
+            raise TypeError(f"{model.__name__}.{name} is not a foreign key")
+        parts.append((fk.related_model, f"r{i}", fk))  # type: ignore[arg-type]
+    return parts
 
 
-def _from_db(connection: Any, field: models.Field, alias: str, value: Any) -> Any:
-    # What the ORM's compiler applies to a column it read (a JSON field's decoding, say);
-    # worked out once per field, not per row.
-    key = (connection.alias, field, alias)
-    if key not in _converters:
-        col = field.get_col(alias)
-        _converters[key] = (
-            col,
-            connection.ops.get_db_converters(col) + col.get_db_converters(connection),
+def finish_claim(model: type[models.Model], *, pk: Any, token: uuid.UUID, **values: Any) -> bool:
+    """Write the outcome of claimed work, only while the claim is still ours: one UPDATE of the
+    row filtered on its ``claim_token``, so a worker whose lease ran out (and whose row another
+    worker took over) writes nothing. False if nothing was written.
+
+    Compiled once per set of fields written; each value is bound per call (an expression such
+    as ``F(...)`` stays in the compiled statement and is part of its shape).
+    """
+    db = router.db_for_write(model)
+    connection = connections[db]
+    shape = tuple(
+        (name, value if hasattr(value, "resolve_expression") else None)
+        for name, value in values.items()
+    )
+
+    def compile_() -> tuple[str, tuple[Any, ...]]:
+        meta = model._meta
+        where = models.Q(
+            pk=Param("__pk", meta.pk),  # type: ignore[arg-type]
+            claim_token=Param("__claim_token", meta.get_field("claim_token")),  # type: ignore[arg-type]
         )
-    col, converters = _converters[key]
-    for converter in converters:
-        value = converter(value, col, connection)
-    return value
+        fields = {
+            name: expression or Param(name, meta.get_field(name))  # type: ignore[arg-type]
+            for name, expression in shape
+        }
+        return _update_sql(model, db, where, fields)
+
+    sql, template = _compiled(("finish_claim", db, model, shape), compile_)
+    bound = {**values, "__pk": pk, "__claim_token": token}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _bind(template, bound, connection))
+        return bool(cursor.rowcount == 1)
+
+
+_Reader = tuple[type[models.Model], list[str], int, list[tuple[int, Any, list[Any]]]]
+_readers: dict[tuple[Any, ...], list[_Reader]] = {}
+
+
+def _row_readers(
+    connection: Any, parts: list[tuple[type[models.Model], str, models.ForeignKey | None]]
+) -> list[_Reader]:
+    """Per part of a joined row: its model, field names, where its pk is, and what the ORM's
+    compiler applies to each column it reads (a JSON field's decoding, say), for the columns
+    that need anything; worked out once per process, not per row."""
+    key = (connection.alias, *((part, alias) for part, alias, _fk in parts))
+    readers = _readers.get(key)
+    if readers is None:
+        readers = []
+        for part, alias, _fk in parts:
+            fields_ = part._meta.concrete_fields
+            converters = []
+            for index, field in enumerate(fields_):
+                col = field.get_col(alias)
+                found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+                if found:
+                    converters.append((index, col, found))
+            attnames = [f.attname for f in fields_]
+            readers.append((part, attnames, fields_.index(part._meta.pk), converters))
+        _readers[key] = readers
+    return readers
 
 
 # --- related rows read with their parent --------------------------------------------------

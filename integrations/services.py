@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from gatekeeper import retry
-from gatekeeper.db import claim
+from gatekeeper.db import Param, claim
 from gatekeeper.env import env_int
 from gatekeeper.errors import DomainError
 from integrations import tickets
@@ -147,21 +147,30 @@ class _ClaimLost(Exception):
     pass
 
 
-def _claimable(now: dt.datetime, conf: InboundConf) -> Q:
-    lease_cutoff = now - dt.timedelta(seconds=conf.claim_lease_seconds)
+def _claimable(now: Any, conf: InboundConf, *, lease_cutoff: Any = None) -> Q:
+    """Claimable now: ``now`` and ``lease_cutoff`` are times, or ``Param``s bound by the claim."""
+    if lease_cutoff is None:
+        lease_cutoff = now - dt.timedelta(seconds=conf.claim_lease_seconds)
     return Q(attempts__lt=conf.max_attempts) & (
         Q(status__in=[InboundStatus.PENDING, InboundStatus.FAILED], next_attempt_at__lte=now)
         | Q(status=InboundStatus.APPLYING, claimed_at__lt=lease_cutoff)
     )
 
 
+_NOW = Param("now", InboundDelivery._meta.get_field("next_attempt_at"))  # type: ignore[arg-type]
+_LEASE_CUTOFF = Param("lease_cutoff", InboundDelivery._meta.get_field("claimed_at"))  # type: ignore[arg-type]
+
+
 def inbound_apply(*, delivery_id: int) -> InboundResult:
     """Claim and apply one delivery if it is due; a no-op if it is finished or someone holds it."""
     conf = get_conf()
+    now = timezone.now()
     token = claim(
         InboundDelivery,
         pk=delivery_id,
-        claimable=_claimable(timezone.now(), conf),
+        # The times as Params: the claim's statement is compiled once (gatekeeper.db.Param).
+        claimable=_claimable(_NOW, conf, lease_cutoff=_LEASE_CUTOFF),
+        params={"now": now, "lease_cutoff": now - dt.timedelta(seconds=conf.claim_lease_seconds)},
         status=InboundStatus.APPLYING,
     )
     if token is None:

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gatekeeper import retry
-from gatekeeper.db import claim_and_read
+from gatekeeper.db import Param, claim_and_read, finish_claim
 from gatekeeper.logs import bind_event
 from notifications.conf import DeliveryConf, get_conf
 from notifications.models import Delivery, DeliveryStatus, Notification, WebhookEndpoint
@@ -50,8 +50,10 @@ class DeliveryResult:
     detail: str = ""
 
 
-def _claimable(now: dt.datetime, conf: DeliveryConf) -> Q:
-    lease_cutoff = now - dt.timedelta(seconds=conf.claim_lease_seconds)
+def _claimable(now: Any, conf: DeliveryConf, *, lease_cutoff: Any = None) -> Q:
+    """Claimable now: ``now`` and ``lease_cutoff`` are times, or ``Param``s bound by the claim."""
+    if lease_cutoff is None:
+        lease_cutoff = now - dt.timedelta(seconds=conf.claim_lease_seconds)
     return Q(attempts__lt=conf.max_attempts) & (
         # A delivery the sweep queued has its next_attempt_at pushed out (so the next sweeps
         # leave it alone), but was due when queued: its message may claim it before then. A
@@ -63,15 +65,20 @@ def _claimable(now: dt.datetime, conf: DeliveryConf) -> Q:
 
 # Read with the claim, in the same statement: what every transport needs.
 _CLAIM_RELATED = ("event", "endpoint", "recipient_user")
+# The claim's times, bound per call into a statement compiled once (gatekeeper.db.Param).
+_NOW = Param("now", Delivery._meta.get_field("next_attempt_at"))  # type: ignore[arg-type]
+_LEASE_CUTOFF = Param("lease_cutoff", Delivery._meta.get_field("claimed_at"))  # type: ignore[arg-type]
 
 
 def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
     """Claim and send one delivery if it is due; a no-op if it is done or someone holds it."""
     conf = get_conf()
+    now = timezone.now()
     claimed = claim_and_read(
         Delivery,
         pk=delivery_id,
-        claimable=_claimable(timezone.now(), conf),
+        claimable=_claimable(_NOW, conf, lease_cutoff=_LEASE_CUTOFF),
+        params={"now": now, "lease_cutoff": now - dt.timedelta(seconds=conf.claim_lease_seconds)},
         status=DeliveryStatus.SENDING,
         related=_CLAIM_RELATED,
         values={"sweep_queued": False},
@@ -79,8 +86,15 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
     if claimed is None:
         return DeliveryResult(delivery_id, "skipped")
     token, delivery = claimed
+    event = delivery.event
+    # The event's own key: the context the message was queued with is that of the last event
+    # its transaction emitted, which for a sweep's chunk is another event's.
     bind_event(
-        delivery.event.type, delivery.event.payload, delivery=delivery_id, channel=delivery.channel
+        event.type,
+        event.payload,
+        event_key=event.key,
+        delivery=delivery_id,
+        channel=delivery.channel,
     )
     try:
         status_code = get_transport(delivery.channel).send(delivery)
@@ -100,7 +114,10 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
             delivery, token, TransportError(f"{type(exc).__name__}: {exc}"), conf
         )
     finished = timezone.now()
-    Delivery.objects.filter(pk=delivery_id, claim_token=token).update(
+    finish_claim(
+        Delivery,
+        pk=delivery_id,
+        token=token,
         status=DeliveryStatus.DELIVERED,
         delivered_at=finished,
         next_attempt_at=None,
@@ -134,7 +151,7 @@ def _record_failure(
             next_attempt_at=finished + dt.timedelta(seconds=delay),
         )
         result = "retry"
-    Delivery.objects.filter(pk=delivery.pk, claim_token=token).update(**fields)
+    finish_claim(Delivery, pk=delivery.pk, token=token, **fields)
     return DeliveryResult(delivery.pk, result, error)
 
 

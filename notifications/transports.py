@@ -11,16 +11,19 @@ import email.utils
 import json
 import smtplib
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
-import requests
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import timezone
 from standardwebhooks import Webhook
+from urllib3 import BaseHTTPResponse, Timeout
+from urllib3.exceptions import HTTPError
+from urllib3.util import make_headers, parse_url
 
 from notifications.conf import get_conf
-from notifications.destinations import DestinationNotAllowed, shared_webhook_session
+from notifications.destinations import DestinationNotAllowed, shared_webhook_client
 from notifications.messages import render
 from notifications.models import Channel, Delivery, Notification
 
@@ -147,7 +150,7 @@ def webhook_body(delivery: Delivery) -> str:
 MAX_ANSWER_BYTES = 64 * 1024
 
 
-def _finish(response: requests.Response) -> None:
+def _finish(response: BaseHTTPResponse) -> None:
     """Read the rest of a webhook answer and let its connection go back to the pool.
 
     Only a connection whose answer was read to the end can carry the next request, so a short
@@ -155,15 +158,26 @@ def _finish(response: requests.Response) -> None:
     connection instead. The status line already came: what follows does not change the result.
     """
     read = 0
+    complete = False
     try:
-        for chunk in response.iter_content(8192):
-            read += len(chunk)
-            if read > MAX_ANSWER_BYTES:
+        while read <= MAX_ANSWER_BYTES:
+            chunk = response.read(8192, decode_content=False)
+            if not chunk:
+                complete = True
                 break
-    except requests.RequestException:
+            read += len(chunk)
+    except (HTTPError, OSError):
         pass
-    # Back to the pool if fully read (requests then only releases it), closed otherwise.
-    response.close()
+    if not complete:
+        response.close()  # closes the connection too: it must not carry another request
+    response.release_conn()
+
+
+def _basic_auth(userinfo: str) -> str:
+    """``Authorization`` for credentials in the endpoint's URL (``https://user:pass@host/``),
+    percent-decoded as requests decoded them."""
+    user, _, password = userinfo.partition(":")
+    return make_headers(basic_auth=f"{unquote(user)}:{unquote(password)}")["authorization"]
 
 
 class WebhookTransport(Transport):
@@ -188,26 +202,33 @@ class WebhookTransport(Transport):
                 msg_id=delivery.webhook_id, timestamp=now, data=body
             ),
         }
+        timeout = get_conf().webhook_timeout_seconds
         try:
-            response = shared_webhook_session().post(
+            userinfo = parse_url(endpoint.url).auth
+            if userinfo:
+                headers["authorization"] = _basic_auth(userinfo)
+            response = shared_webhook_client().urlopen(
+                "POST",
                 endpoint.url,
-                data=body.encode("utf-8"),
+                body=body.encode("utf-8"),
                 headers=headers,
-                timeout=get_conf().webhook_timeout_seconds,
+                timeout=Timeout(connect=timeout, read=timeout),
+                # One try per attempt: retries are the delivery's, with backoff, in the database.
+                retries=False,
                 # A redirect could point the signed payload anywhere; the endpoint must
                 # be registered at its final URL.
-                allow_redirects=False,
+                redirect=False,
                 # The body is read below, up to a bound: an endpoint cannot make a worker
                 # hold an unbounded answer in memory.
-                stream=True,
+                preload_content=False,
             )
         except DestinationNotAllowed as exc:
             # Nothing about the destination (its address, any answer) goes into the
             # delivery's error: that would let an endpoint's owner probe the inside network.
             raise TransportError(REFUSED_DESTINATION, permanent=True) from exc
-        except requests.RequestException as exc:
+        except (HTTPError, OSError, ValueError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-        status = response.status_code
+        status = response.status
         _finish(response)
         if 200 <= status < 300:
             return status

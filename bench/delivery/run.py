@@ -36,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.delivery import cpu  # noqa: E402
 from bench.http.infra import (  # noqa: E402
     VENV_BIN,
     Group,
@@ -61,11 +62,23 @@ class Receiver:
         # Requests whose body ended before its Content-Length: the sending worker was killed
         # mid-request. No server can answer those; they are neither delivered nor badly signed.
         self.cut_off = 0
+        # CPU seconds the receiver's threads spent on requests (parsing, verifying, answering):
+        # it shares the two cores with the workers, so its share is reported, not hidden.
+        self.cpu_seconds = 0.0
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def handle_one_request(self) -> None:
+                started = time.thread_time()
+                try:
+                    super().handle_one_request()
+                finally:
+                    spent = time.thread_time() - started
+                    with receiver._lock:
+                        receiver.cpu_seconds += spent
 
             def do_POST(self) -> None:
                 from standardwebhooks import Webhook
@@ -113,6 +126,7 @@ class Receiver:
             self.applied_events.clear()
             self.bad_signatures = 0
             self.cut_off = 0
+            self.cpu_seconds = 0.0
 
     def close(self) -> None:
         self.server.shutdown()
@@ -159,6 +173,46 @@ class Bench:
     ) -> None:
         self.work, self.env, self.redis, self.receiver, self.n = work, env, redis, receiver, n
         self.generation = 0
+        self.noop_cpu: dict[str, float] = {}
+
+    def cpu_parts(self, group: list[Group], *, database: bool = True) -> dict[str, list[int]]:
+        """The pids behind each part of the run, for ``cpu.Accounting``."""
+        mains = [w.proc.pid for w in group if w.proc is not None and w.alive()]
+        parts = {
+            "worker main processes": mains,
+            "worker pool children": [
+                pid for main in mains for pid in cpu.group_pids(main) if pid != main
+            ],
+        }
+        if database:
+            from django.db import connection
+
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pid, pid = pg_backend_pid() FROM pg_stat_activity"
+                    " WHERE datname = current_database()"
+                )
+                backends = cursor.fetchall()
+            parts["postgres, workers' sessions"] = [pid for pid, own in backends if not own]
+            parts["postgres, bench's polling"] = [pid for pid, own in backends if own]
+        if self.redis.proc is not None:
+            parts["redis"] = [self.redis.proc.pid]
+        # The script itself: the receiver's threads (told apart below) and the polling.
+        parts["bench process"] = [os.getpid()]
+        return parts
+
+    def database_counters(self) -> tuple[int, float]:
+        """This database's sessions opened and time spent in statements (ms) so far."""
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT sessions, active_time FROM pg_stat_database"
+                " WHERE datname = current_database()"
+            )
+            sessions, active = cursor.fetchone()
+        return int(sessions), float(active)
 
     def run(self) -> int:
         import django
@@ -178,9 +232,9 @@ class Bench:
         noop_rate = self.noop_rate()
         print(f"no-op: {noop_rate:.1f} tasks/s", flush=True)
         plain = self.deliveries(fault=False)
-        print(f"plain: {plain}", flush=True)
+        print(f"plain: { {k: v for k, v in plain.items() if k != 'cpu'} }", flush=True)
         faulty = self.deliveries(fault=True)
-        return report(self.n, noop_rate, plain, faulty)
+        return report(self.n, noop_rate, plain, faulty, noop_cpu=self.noop_cpu)
 
     # --- workers --------------------------------------------------------------------------------
 
@@ -229,19 +283,31 @@ class Bench:
         except Exception:
             return []
 
-    def consume_default_queue(self) -> None:
+    def consume_default_queue(self, group: list[Group]) -> None:
+        """Tell the live workers of ``group`` to consume the default queue; returns once each
+        of them has answered.
+
+        The clock is running: the broadcast returns as soon as every live worker answered
+        (``limit``) instead of waiting out its timeout, which capped a short run's no-op rate
+        at N per 2 s. A worker that misses the broadcast (still reconnecting to the restarted
+        Redis) is asked again until it answers, instead of leaving the queue unconsumed.
+        """
         from gatekeeper.celery import app
 
-        problem: Exception | None = None
-        for _ in range(10):
+        workers = sum(1 for w in group if w.alive())
+        problem = "no answer"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             try:
-                app.control.add_consumer("celery", reply=True, timeout=2)
-                return
+                replies = app.control.add_consumer("celery", reply=True, timeout=2, limit=workers)
+                if len(replies or []) >= workers:
+                    return
+                problem = f"{len(replies or [])} of {workers} workers answered"
             except Exception as exc:  # a pooled connection to the Redis that was restarted
-                problem = exc
+                problem = repr(exc)
                 _reset_producer_pools()
-                time.sleep(0.5)
-        raise SystemExit(f"could not tell the workers to consume the queue: {problem!r}")
+            time.sleep(0.2)
+        raise SystemExit(f"could not tell the workers to consume the queue: {problem}")
 
     def queued(self) -> int:
         """Messages waiting or delivered to a worker but not acknowledged (acks are late)."""
@@ -265,10 +331,14 @@ class Bench:
         try:
             for i in range(self.n):
                 noop.apply_async(args=[[i]])
+            accounting = cpu.Accounting()
+            accounting.start(self.cpu_parts(group, database=False))
             started = time.monotonic()
-            self.consume_default_queue()
+            self.consume_default_queue(group)
             wait_for(lambda: self.queued() == 0, timeout=600, what="the no-op tasks")
-            return self.n / (time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            self.noop_cpu = accounting.stop(self.cpu_parts(group, database=False), seconds=elapsed)
+            return self.n / elapsed
         finally:
             for w in group:
                 w.stop()
@@ -292,6 +362,8 @@ class Bench:
         from notifications.tasks import redispatch
 
         run = "fault" if fault else "plain"
+        cpu_usage: dict[str, float] = {}
+        database: dict[str, float] = {}
         self.receiver.reset()
         group = self.workers(**(FAST_SWEEP if fault else {}))
         killed_at = restarted_at = -1
@@ -301,8 +373,11 @@ class Bench:
             self.emit_events(run)
             mine = Delivery.objects.filter(event__key__startswith=f"bench:{run}:")
             expected = {d.webhook_id for d in mine.only("uuid")}
+            accounting = cpu.Accounting()
+            accounting.start(self.cpu_parts(group))
+            sessions_before, active_before = self.database_counters()
             started = time.monotonic()
-            self.consume_default_queue()
+            self.consume_default_queue(group)
 
             def done() -> bool:
                 return not mine.exclude(status=DeliveryStatus.DELIVERED).exists()
@@ -315,7 +390,7 @@ class Bench:
                 self.redis.start()  # same port, empty: whatever was queued is gone
                 _reset_producer_pools()
                 restarted_at = self.receiver.count()
-                self.consume_default_queue()
+                self.consume_default_queue(group)
                 deadline = time.monotonic() + 600
                 last_sweep = 0.0
                 while not done() and time.monotonic() < deadline:
@@ -332,6 +407,18 @@ class Bench:
             else:
                 wait_for(lambda: self.queued() == 0 and done(), timeout=900, what="deliveries")
             elapsed = time.monotonic() - started
+            if not fault:
+                usage = accounting.stop(self.cpu_parts(group), seconds=elapsed)
+                usage["bench process"] -= self.receiver.cpu_seconds
+                usage["receiver threads (in it)"] = self.receiver.cpu_seconds
+                cpu_usage = usage
+                # Statistics reach pg_stat_database when a session reports (about once a second).
+                time.sleep(1.5)
+                sessions_after, active_after = self.database_counters()
+                database = {
+                    "sessions opened": sessions_after - sessions_before,
+                    "ms in statements": active_after - active_before,
+                }
             wait_for(lambda: self.receiver.count() >= len(expected), timeout=10, what="receiver")
         except TimeoutError:
             elapsed = time.monotonic() - started
@@ -350,6 +437,8 @@ class Bench:
             "cut_off": self.receiver.cut_off,
             "seconds": elapsed,
             "rate": len(expected) / elapsed if elapsed else 0.0,
+            "cpu": cpu_usage,
+            "database": database,
         }
         if fault:
             result.update(killed_at=killed_at, redis_restarted_at=restarted_at)
@@ -368,7 +457,14 @@ def _reset_producer_pools() -> None:
     app.amqp._producer_pool = None
 
 
-def report(n: int, noop_rate: float, plain: dict[str, Any], faulty: dict[str, Any]) -> int:
+def report(
+    n: int,
+    noop_rate: float,
+    plain: dict[str, Any],
+    faulty: dict[str, Any],
+    *,
+    noop_cpu: dict[str, float] | None = None,
+) -> int:
     print(
         f"\nP4 delivery: {n} events, 2 workers (prefork -c 2), throwaway Redis, "
         f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), receiver on 127.0.0.1"
@@ -389,6 +485,20 @@ def report(n: int, noop_rate: float, plain: dict[str, Any], faulty: dict[str, An
             f"lost {r['lost']}, duplicated raw {r['raw_duplicates']}, applied twice after dedupe "
             f"{r['applied_twice']}, bad signatures {r['bad_signatures']}, requests cut off "
             f"mid-body {r['cut_off']}, {r['seconds']:.1f}s{extra}"
+        )
+    if noop_cpu:
+        print(f"CPU per no-op task, by part ({n / noop_rate:.1f} s):")
+        print(cpu.describe(noop_cpu, count=n, seconds=n / noop_rate))
+    if plain.get("cpu"):
+        print(f"CPU per delivery in the plain run, by part ({plain['seconds']:.1f} s):")
+        print(cpu.describe(plain["cpu"], count=plain["expected"], seconds=plain["seconds"]))
+    if plain.get("database"):
+        sessions = plain["database"]["sessions opened"]
+        active = plain["database"]["ms in statements"]
+        count = plain["expected"] or 1
+        print(
+            f"database in the plain run: {sessions} sessions opened ({sessions / count:.2f} per"
+            f" delivery), {active / count:.2f} ms in statements per delivery"
         )
     lost = plain["lost"] + faulty["lost"]
     twice = plain["applied_twice"] + faulty["applied_twice"]

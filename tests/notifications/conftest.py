@@ -26,7 +26,7 @@ from django.db import connection
 from standardwebhooks import Webhook
 
 from gatekeeper.celery import app as celery_app
-from notifications.destinations import close_shared_webhook_session
+from notifications.destinations import close_shared_webhook_client
 from notifications.models import WebhookEndpoint
 from tests.factories import UserFactory
 from tests.servers import ThrowawayRedis, wait_for
@@ -130,9 +130,9 @@ class Receiver:
 @pytest.fixture(autouse=True)
 def _no_kept_webhook_connections() -> Iterator[None]:
     """Each test starts and ends without kept webhook connections (its receivers are its own)."""
-    close_shared_webhook_session()
+    close_shared_webhook_client()
     yield
-    close_shared_webhook_session()
+    close_shared_webhook_client()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
+from gatekeeper import db as gatekeeper_db
 from notifications import services
 from notifications.conf import get_conf
 from notifications.models import Channel, Delivery, DeliveryStatus, Event, Notification
@@ -301,6 +302,57 @@ def test_a_webhook_delivery_is_two_queries_the_claim_with_its_read_and_the_resul
     delivered = refreshed(delivery)
     assert (delivered.status, delivered.attempts) == (DeliveryStatus.DELIVERED, 1)
     assert receiver.applied == {delivery.webhook_id: 1}
+
+
+def test_the_claim_and_the_result_are_compiled_once_and_bound_per_delivery(
+    endpoint, receiver, monkeypatch
+):
+    compiled = []
+    compile_update = gatekeeper_db._update_sql
+
+    def counting(*args, **kwargs):
+        compiled.append(args[0])
+        return compile_update(*args, **kwargs)
+
+    monkeypatch.setattr(gatekeeper_db, "_update_sql", counting)
+    monkeypatch.setattr(gatekeeper_db, "_statements", {})
+    deliveries = [emit_webhook(key=f"w{i}") for i in range(3)]
+
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        for delivery in deliveries:
+            assert delivery_attempt(delivery_id=delivery.pk).status == "delivered"
+            clock.shift(dt.timedelta(seconds=1))
+
+    assert compiled == [Delivery, Delivery]  # the claim, then the result; once each
+    rows = [refreshed(d) for d in deliveries]
+    assert [(r.status, r.attempts, r.claim_token) for r in rows] == [
+        (DeliveryStatus.DELIVERED, 1, None)
+    ] * 3
+    # Each statement ran with its own row's values and its own time.
+    assert len({r.claimed_at for r in rows}) == len({r.delivered_at for r in rows}) == 3
+    assert sorted(receiver.applied) == sorted(d.webhook_id for d in deliveries)
+
+
+def test_a_result_from_a_claim_that_was_taken_over_is_not_written(endpoint):
+    delivery = emit_webhook()
+    conf = get_conf()
+    claimed = services.claim_and_read(
+        Delivery,
+        pk=delivery.pk,
+        claimable=services._claimable(timezone.now(), conf),
+        status=DeliveryStatus.SENDING,
+    )
+    assert claimed is not None
+    token, _row = claimed
+
+    assert not gatekeeper_db.finish_claim(
+        Delivery, pk=delivery.pk, token=uuid.uuid4(), status=DeliveryStatus.DELIVERED
+    )
+    assert refreshed(delivery).status == DeliveryStatus.SENDING
+    assert gatekeeper_db.finish_claim(
+        Delivery, pk=delivery.pk, token=token, status=DeliveryStatus.DELIVERED, claim_token=None
+    )
+    assert refreshed(delivery).status == DeliveryStatus.DELIVERED
 
 
 def test_the_claim_reads_the_claimed_row_with_its_event_endpoint_and_recipient(

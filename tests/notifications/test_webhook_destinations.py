@@ -8,6 +8,7 @@ spelling an attacker might try (OWASP's SSRF prevention cheat sheet).
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import socket
@@ -23,11 +24,11 @@ from django.utils import timezone
 
 from notifications.destinations import (
     DestinationNotAllowed,
-    PublicOnlyAdapter,
+    PublicOnlyPoolManager,
     destination_problem,
     is_public_address,
-    shared_webhook_session,
-    webhook_session,
+    shared_webhook_client,
+    webhook_client,
 )
 from notifications.models import Channel, Delivery, DeliveryStatus, WebhookEndpoint
 from notifications.outbox import emit
@@ -176,8 +177,8 @@ INTERNAL_URLS = [
 def test_the_http_client_refuses_every_internal_form_before_connecting(
     template, guarded, listener, connects
 ):
-    with webhook_session() as session, pytest.raises(DestinationNotAllowed):
-        session.post(template.format(port=listener.port), data=b"{}", timeout=5)
+    with webhook_client() as client, pytest.raises(DestinationNotAllowed):
+        client.urlopen("POST", template.format(port=listener.port), body=b"{}", timeout=5)
 
     assert connects == []
     assert listener.connections == 0
@@ -323,8 +324,8 @@ def test_a_name_with_one_internal_answer_among_public_ones_is_refused(
 ):
     connected = route_public_to(monkeypatch, listener.port)
     fake_dns.table["mixed.test"] = [[PUBLIC_IP, "127.0.0.1"]]
-    with webhook_session() as session, pytest.raises(DestinationNotAllowed):
-        session.post(f"http://mixed.test:{listener.port}/", data=b"{}", timeout=5)
+    with webhook_client() as client, pytest.raises(DestinationNotAllowed):
+        client.urlopen("POST", f"http://mixed.test:{listener.port}/", body=b"{}", timeout=5)
     assert connected == []
     assert listener.connections == 0
 
@@ -486,32 +487,54 @@ def test_a_kept_public_connection_does_not_open_the_way_to_an_internal_one(
     assert fake_dns.lookups["hooks.test"] == 1
 
 
-def test_the_kept_session_is_per_thread_and_per_process(monkeypatch):
-    mine = shared_webhook_session()
-    assert shared_webhook_session() is mine
+def test_the_kept_client_is_per_thread_and_per_process(monkeypatch):
+    mine = shared_webhook_client()
+    assert shared_webhook_client() is mine
 
     theirs: list[Any] = []
-    thread = threading.Thread(target=lambda: theirs.append(shared_webhook_session()))
+    thread = threading.Thread(target=lambda: theirs.append(shared_webhook_client()))
     thread.start()
     thread.join()
     assert theirs[0] is not mine
 
     parent = os.getpid()
     monkeypatch.setattr(os, "getpid", lambda: parent + 1)  # as in a forked pool child
-    child = shared_webhook_session()
-    assert child is not mine
-    assert child.trust_env is False
+    assert shared_webhook_client() is not mine
 
 
-def test_the_kept_session_carries_the_guard_unless_private_networks_are_allowed(settings):
+def test_the_kept_client_carries_the_guard_unless_private_networks_are_allowed(settings):
     settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
-    guarded_session = shared_webhook_session()
+    guarded_client = shared_webhook_client()
     settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
-    open_session = shared_webhook_session()
+    open_client = shared_webhook_client()
     settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
-    guarded_again = shared_webhook_session()
+    guarded_again = shared_webhook_client()
 
-    assert guarded_session is not open_session is not guarded_again
-    assert guarded_session.trust_env is False
-    assert isinstance(guarded_again.get_adapter("https://example.com/"), PublicOnlyAdapter)
-    assert not isinstance(open_session.get_adapter("https://example.com/"), PublicOnlyAdapter)
+    assert guarded_client is not open_client is not guarded_again
+    assert isinstance(guarded_client, PublicOnlyPoolManager)
+    assert isinstance(guarded_again, PublicOnlyPoolManager)
+    assert not isinstance(open_client, PublicOnlyPoolManager)
+
+
+@pytest.mark.django_db
+def test_a_proxy_from_the_environment_is_not_used(settings, listener, monkeypatch):
+    # Through a proxy, the proxy would pick the destination the guard judged.
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9/")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+
+    assert deliver_to(f"http://127.0.0.1:{listener.port}/hook", "direct") == "delivered"
+    assert listener.connections == 1
+
+
+@pytest.mark.django_db
+def test_credentials_in_the_endpoint_url_are_sent_as_basic_auth(settings, listener):
+    settings.GATEKEEPER_WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    url = f"http://hook%40user:p%3Ass@127.0.0.1:{listener.port}/hook"
+
+    assert deliver_to(url, "with-credentials") == "delivered"
+
+    encoded = listener.requests[0]["authorization"].removeprefix("Basic ")
+    assert base64.b64decode(encoded) == b"hook@user:p:ss"

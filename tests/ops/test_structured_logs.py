@@ -14,6 +14,7 @@ from django.db import transaction
 
 from gatekeeper.logs import logging_config
 from notifications.outbox import emit
+from notifications.services import delivery_attempt
 
 
 @pytest.fixture
@@ -70,3 +71,34 @@ def test_an_emitted_event_logs_its_type_and_initiative(json_lines):
     assert emitted[0]["initiative"] == "AI-0042"
     assert emitted[0]["event_key"] == "log-test:1"
     assert emitted[0]["logger"] == "notifications.outbox"
+
+
+def test_celerys_own_per_task_info_lines_are_left_to_django_structlogs(json_lines):
+    # Received / succeeded: django-structlog's task_started and task_succeeded say the same,
+    # with the task's context.
+    for name in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(name).info("Task x[1] succeeded in 0.002s: None")
+        logging.getLogger(name).error("Task x[2] raised unexpected: boom")
+    events = [r["event"] for r in _records(json_lines)]
+    assert events == ["Task x[2] raised unexpected: boom"] * 2
+
+
+@pytest.mark.django_db
+def test_a_delivery_logs_under_its_own_event_key(json_lines):
+    with transaction.atomic():
+        event = emit(
+            "initiative.updated",
+            {"title": "t", "initiative": {"key": "AI-0042"}, "recipients": [{"email": "a@x.test"}]},
+            key="log-test:mine",
+        )
+        # The message was queued with the context of the transaction's last event.
+        emit("initiative.updated", {"title": "u", "recipients": []}, key="log-test:last")
+    assert event is not None
+    delivery = event.deliveries.get()
+
+    delivery_attempt(delivery_id=delivery.pk)
+
+    context = structlog.contextvars.get_contextvars()
+    assert context["event_key"] == "log-test:mine"
+    assert context["delivery"] == delivery.pk
+    assert context["initiative"] == "AI-0042"
