@@ -4,11 +4,7 @@ the success metrics with where they stand, and the next open milestone."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -21,6 +17,7 @@ from tests.factories import (
     SuccessMetricFactory,
     UserFactory,
 )
+from tests.sqlite import assert_passes_on_sqlite
 
 pytestmark = pytest.mark.django_db
 
@@ -180,24 +177,4 @@ def test_a_scoped_list_carries_the_same_references_and_metrics(client_for):
 def test_the_list_reads_the_same_on_sqlite(tmp_path):
     """`make run`'s embedded database builds the lists with its own SQL (a JSON array over an
     ordered window): the tests above, run again on SQLite."""
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'list.sqlite3'}"}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            __file__,
-            "-q",
-            "-m",
-            "not slow",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert_passes_on_sqlite(__file__, tmp_path)

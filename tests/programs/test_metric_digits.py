@@ -4,11 +4,7 @@ longer one is refused with a clear error instead of failing on the way back."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from knox.models import AuthToken
@@ -18,6 +14,7 @@ from gatekeeper.errors import ValidationFailed
 from programs import services
 from programs.models import MetricReading, SuccessMetric
 from tests.factories import InitiativeFactory, SuccessMetricFactory
+from tests.sqlite import assert_passes_on_sqlite
 
 pytestmark = pytest.mark.django_db
 
@@ -71,24 +68,4 @@ def test_the_api_refuses_a_value_too_long_with_a_clear_400():
 @pytest.mark.slow
 def test_the_same_on_sqlite(tmp_path):
     """`make run`'s embedded database: the tests above, run again on SQLite."""
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'digits.sqlite3'}"}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            __file__,
-            "-q",
-            "-m",
-            "not slow",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert_passes_on_sqlite(__file__, tmp_path)
