@@ -35,7 +35,7 @@ def _metric_values(m: SuccessMetric) -> tuple:
 @pytest.fixture
 def initiative() -> Initiative:
     initiative = InitiativeFactory()
-    for name, value in [("latency", Decimal("-12345678901234.5678")), ("adoption", None)]:
+    for name, value in [("latency", Decimal("-99999999999.9999")), ("adoption", None)]:
         SuccessMetricFactory(
             initiative=initiative,
             name=name,
@@ -59,7 +59,7 @@ def test_the_lists_read_with_the_initiative_are_its_rows_in_order(
     assert [_metric_values(m) for m in metrics] == [_metric_values(m) for m in stored]
     assert [m.name for m in metrics] == ["adoption", "latency"]
     # Decimals exactly, never through a float; an aware datetime, as the ORM reads it.
-    assert metrics[1].current_value == Decimal("-12345678901234.5678")
+    assert metrics[1].current_value == Decimal("-99999999999.9999")
     assert metrics[1].measured_at == MEASURED
     assert [(r.system, r.key) for r in refs] == [
         ("JIRA", "A-3"),
