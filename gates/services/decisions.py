@@ -18,12 +18,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import Exists, ForeignKey, OuterRef
+from django.db.models import DateField, Exists, ForeignKey, OuterRef, QuerySet
 from django.utils import timezone
+from django_stubs_ext import WithAnnotations
 
+from gatekeeper.compiled import CompiledRead, Param
 from gatekeeper.errors import Conflict, PermissionDenied, TransitionRefused
 from gatekeeper.types import User
 from gates import events
@@ -125,6 +128,41 @@ def _check_may_decide(
         )
 
 
+class _Asked(TypedDict):
+    has_conditions: bool
+    deputy_today: bool
+    service_account: bool
+
+
+def _review_approvals() -> QuerySet[WithAnnotations[Approval, _Asked]]:
+    # The review's approvals, all locked, with what separation of duties asks about the caller:
+    # whether a delegation in force today lets them act for each approver, and whether they are
+    # a service account.
+    # of=self: locking the approver's user row too would deadlock two decisions that
+    # notify each other's approvers (a delivery's foreign key waits on that row).
+    person = Param("person_id", Approval._meta.get_field("approver").target_field)  # type: ignore[union-attr]
+    return (
+        Approval.objects.select_for_update(of=("self",))
+        .filter(review_id=Param("review_id", Approval._meta.get_field("review").target_field))  # type: ignore[union-attr]
+        .select_related("approver")
+        .annotate(
+            has_conditions=Exists(GateCondition.objects.filter(approval=OuterRef("pk"))),
+            deputy_today=Exists(
+                delegations_in_force(Param("today", DateField())).filter(  # type: ignore[arg-type]
+                    deputy_id=person, principal_id=OuterRef("approver_id")
+                )
+            ),
+            service_account=Exists(Group.objects.filter(name=INTEGRATIONS, user__pk=person)),
+        )
+        .order_by("pk")
+    )
+
+
+# Compiled once per connection (gatekeeper.compiled): the ORM spent more CPU building this
+# statement than PostgreSQL spends running it.
+_REVIEW_APPROVALS = CompiledRead(Approval, _review_approvals)
+
+
 def approval_decide(
     *,
     approval: Approval,
@@ -151,25 +189,9 @@ def approval_decide(
         review = lock_review(approval.review_id)
         # The review's approvals in one statement, all locked: this one is decided, the others
         # are what the quorum counts and what a decided review voids. Every decision on the
-        # review takes the review's lock first, so they queue there, not here. With each row,
-        # what separation of duties asks about the caller: whether a delegation in force today
-        # lets them act for its approver, and whether they are a service account.
-        # of=self: locking the approver's user row too would deadlock two decisions that
-        # notify each other's approvers (a delivery's foreign key waits on that row).
-        approvals = list(
-            Approval.objects.select_for_update(of=("self",))
-            .filter(review_id=review.pk)
-            .select_related("approver")
-            .annotate(
-                has_conditions=Exists(GateCondition.objects.filter(approval=OuterRef("pk"))),
-                deputy_today=Exists(
-                    delegations_in_force(timezone.localdate()).filter(
-                        deputy_id=person.pk, principal_id=OuterRef("approver_id")
-                    )
-                ),
-                service_account=Exists(Group.objects.filter(name=INTEGRATIONS, user__pk=person.pk)),
-            )
-            .order_by("pk")
+        # review takes the review's lock first, so they queue there, not here.
+        approvals = _REVIEW_APPROVALS(
+            review_id=review.pk, person_id=person.pk, today=timezone.localdate()
         )
         locked = next((a for a in approvals if a.pk == approval.pk), None)
         if locked is None:

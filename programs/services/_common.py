@@ -8,7 +8,9 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import DecimalValidator
 from django.db import transaction
+from django.db.models import QuerySet
 
+from gatekeeper.compiled import CompiledRead, Param
 from gatekeeper.errors import Conflict, PermissionDenied, TransitionRefused, ValidationFailed
 from gatekeeper.types import User
 from programs.models import METRIC_DIGITS, Initiative
@@ -56,6 +58,19 @@ def _drop_stale_joins(locked: Initiative) -> None:
             field.delete_cached_value(locked)  # type: ignore[union-attr]
 
 
+def _lock() -> QuerySet[Initiative]:
+    return (
+        Initiative.objects.select_for_update(of=("self",))
+        .select_related(*_JOINED)
+        .filter(pk=Param("pk", Initiative._meta.pk))  # type: ignore[arg-type]
+        .order_by()
+    )
+
+
+# Compiled once per connection (gatekeeper.compiled): every move starts with this statement.
+_LOCK = CompiledRead(Initiative, _lock)
+
+
 def lock_initiative(
     initiative: Initiative, expected_stage: str | None, *, held: bool = False
 ) -> Initiative:
@@ -72,12 +87,7 @@ def lock_initiative(
     else:
         # Not get(): its LIMIT makes PostgreSQL plan the joins for a partial fetch, which costs
         # more than running this one-row statement (see gates.services._common.lock_review).
-        rows = list(
-            Initiative.objects.select_for_update(of=("self",))
-            .select_related(*_JOINED)
-            .filter(pk=initiative.pk)
-            .order_by()
-        )
+        rows = _LOCK(pk=initiative.pk)
         if not rows:
             raise Initiative.DoesNotExist(f"no initiative #{initiative.pk}")
         locked = rows[0]
