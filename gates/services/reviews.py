@@ -10,8 +10,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from gatekeeper.compiled import CompiledRead, Param
 from gatekeeper.errors import Conflict, TransitionRefused, ValidationFailed
 from gatekeeper.types import User
 from gates import events
@@ -288,6 +290,21 @@ _WITHDRAW_ON_STAGE: dict[str, str] = {
 }
 
 
+def _open_review_ids() -> QuerySet[GateReview, int]:
+    initiative = GateReview._meta.get_field("initiative").target_field  # type: ignore[union-attr]
+    return (
+        GateReview.objects.filter(
+            initiative_id=Param("initiative_id", initiative), state__in=OPEN_REVIEW_STATES
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+# Compiled once per connection (gatekeeper.compiled): every hold and cancel asks it.
+_OPEN_REVIEW_IDS = CompiledRead(GateReview, _open_review_ids)
+
+
 def reviews_withdraw_on_stage_change(
     initiative: Initiative, from_stage: str, to_stage: str
 ) -> None:
@@ -302,11 +319,7 @@ def reviews_withdraw_on_stage_change(
     reason = _WITHDRAW_ON_STAGE.get(to_stage)
     if reason is None:
         return
-    open_ids = list(
-        GateReview.objects.filter(initiative_id=initiative.pk, state__in=OPEN_REVIEW_STATES)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    open_ids = _OPEN_REVIEW_IDS(initiative_id=initiative.pk)
     for review_id in open_ids:
         locked = lock_review(review_id)
         if locked.is_open:
