@@ -17,7 +17,11 @@ from typing import Any
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import JSONField, QuerySet
-from django.db.models.query import ModelIterable, ValuesIterable, get_related_populators
+from django.db.models.query import (  # type: ignore[attr-defined]  # not in django-stubs
+    ModelIterable,
+    ValuesIterable,
+    get_related_populators,
+)
 
 
 def read_together(
@@ -33,7 +37,6 @@ def read_together(
     columns: list[str] = list(also)
     params: list[Any] = []
     readers = {}
-    empty: list[str] = []
     quote = connection.ops.quote_name
     for name, qs in querysets.items():
         if qs._iterable_class not in (ModelIterable, ValuesIterable):
@@ -44,7 +47,6 @@ def read_together(
         try:
             sql, qs_params = compiler.as_sql(with_col_aliases=True)
         except EmptyResultSet:  # e.g. ``pk__in=[]``: the ORM answers [] without a query
-            empty.append(name)
             continue
         aliases = [alias for _, _, alias in compiler.select]
         row = ", ".join(f"t.{quote(alias)}" for alias in aliases)
@@ -56,7 +58,7 @@ def read_together(
         params.extend(qs_params)
         readers[name] = (qs, compiler)
     if not readers and not also:
-        return dict.fromkeys(querysets, [])
+        return {name: [] for name in querysets}
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join(columns), params)
         values = cursor.fetchone()[len(also) :]
