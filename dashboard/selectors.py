@@ -1,35 +1,51 @@
 """The dashboard's reads: programs' portfolio figures plus what the gates say about each stalled
-initiative. A fixed number of queries whatever the portfolio's size, and only the rows a page
-lists leave the database."""
+initiative. A fixed number of queries whatever the portfolio's size (the page's panels read
+together, dashboard.together), and only the rows a page lists leave the database."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db import connection, transaction
+from django.db.models import Exists, Q, QuerySet
 from django.utils import timezone
 
+from dashboard.together import read_together
 from gatekeeper.types import User
-from gates.portfolio import approvals_overdue, next_gate_unmet_automatic
+from gates.portfolio import (
+    OverdueApproval,
+    UnmetCriterion,
+    approvals_overdue,
+    next_gate_unmet_automatic,
+    stall_cause_queries,
+    stall_causes_from,
+)
 from programs.models import BusinessUnit, Initiative
 from programs.portfolio import (
+    FLOW_SETTINGS,
     Flow,
     InitiativeRow,
     OwnerOverdue,
     PortfolioFilters,
     initiatives_filtered,
-    overdue_milestones_by_owner,
+    overdue_fill,
+    overdue_milestones_query,
+    overdue_owners_from,
+    overdue_owners_query,
     portfolio_rows,
-    rows_by_budget_used,
-    stage_counts,
+    rows_by_budget_used_query,
+    rows_of,
+    stage_counts_from,
+    stage_counts_query,
     stage_flow,
-    stalled_rows,
+    stalled_rows_query,
 )
 
 # Checks whose failure programs already names as a cause ("no business owner", "no success
@@ -53,7 +69,17 @@ def add_gate_causes(rows: list[InitiativeRow], now: dt.datetime) -> list[Initiat
         return rows
     unmet = next_gate_unmet_automatic([row.initiative for row in stalled])
     late = approvals_overdue([row.initiative.pk for row in stalled], now)
-    for row in stalled:
+    return _with_gate_causes(rows, unmet, late)
+
+
+def _with_gate_causes(
+    rows: list[InitiativeRow],
+    unmet: dict[int, list[UnmetCriterion]],
+    late: dict[int, list[OverdueApproval]],
+) -> list[InitiativeRow]:
+    for row in rows:
+        if not row.stalled:
+            continue
         for item in unmet.get(row.initiative.pk, []):
             if item.check_name in _SAID_BY_PROGRAMS and not row.has_judged_metric:
                 continue
@@ -94,6 +120,7 @@ class Dashboard:
     flow: Flow
     flow_as_of: dt.datetime
     flow_cached: bool  # computed earlier (at ``flow_as_of``) and served from the cache
+    units: list[BusinessUnit]  # every business unit, by name (the filter's choices)
 
 
 @dataclass(frozen=True)
@@ -114,15 +141,25 @@ def _flow_key(initiatives: QuerySet[Initiative]) -> str:
 def flow_figures(initiatives: QuerySet[Initiative], *, total: int) -> FlowFigures:
     """The pilot -> operations flow of ``total`` initiatives: computed now for a portfolio
     under ``DASHBOARD_FLOW_CACHE_FROM``; from the cache (at most the max age old) above it."""
-    conf = settings.GATEKEEPER
-    if total < conf["DASHBOARD_FLOW_CACHE_FROM"]:
-        return FlowFigures(stage_flow(initiatives), timezone.now(), cached=False)
-    key = _flow_key(initiatives)
-    hit = cache.get(key)
+    return _flow_cached(initiatives, total=total) or _flow_computed(initiatives, total=total)
+
+
+def _flow_cached(initiatives: QuerySet[Initiative], *, total: int) -> FlowFigures | None:
+    if total < settings.GATEKEEPER["DASHBOARD_FLOW_CACHE_FROM"]:
+        return None
+    hit = cache.get(_flow_key(initiatives))
     if isinstance(hit, FlowFigures):
         return FlowFigures(hit.flow, hit.as_of, cached=True)
-    figures = FlowFigures(stage_flow(initiatives), timezone.now(), cached=False)
-    cache.set(key, figures, conf["DASHBOARD_FLOW_MAX_AGE_SECONDS"])
+    return None
+
+
+def _flow_computed(
+    initiatives: QuerySet[Initiative], *, total: int, configured: bool = False
+) -> FlowFigures:
+    conf = settings.GATEKEEPER
+    figures = FlowFigures(stage_flow(initiatives, configured=configured), timezone.now(), False)
+    if total >= conf["DASHBOARD_FLOW_CACHE_FROM"]:
+        cache.set(_flow_key(initiatives), figures, conf["DASHBOARD_FLOW_MAX_AGE_SECONDS"])
     return figures
 
 
@@ -145,28 +182,72 @@ def flow_warm() -> bool:
 SHOWN = 50
 
 
+def dashboard_scope(*, user: User, filters: PortfolioFilters) -> QuerySet[Initiative]:
+    """The initiatives the page covers. The business unit filter applies only if a unit has
+    that code: an unknown code is reported by the form and not applied, as the form's own
+    check would (which would cost a query before this one to know the units)."""
+    initiatives = initiatives_filtered(user=user, filters=replace(filters, business_unit=""))
+    if code := filters.business_unit:
+        initiatives = initiatives.filter(
+            Q(business_unit__code=code) | ~Exists(BusinessUnit.objects.filter(code=code))
+        )
+    return initiatives
+
+
 def dashboard_build(
     *, user: User, filters: PortfolioFilters, now: dt.datetime | None = None
 ) -> Dashboard:
+    """Every panel of the page in two statements (on PostgreSQL; one query per panel
+    elsewhere), plus the flow's own when it is computed rather than cached: first the counts,
+    the units, overdue work per owner and the rows listed; then, for what the first found, the
+    overdue milestones listed and what holds each stalled row at its gate."""
     now = now or timezone.now()
     # Scoped once: who may see what is asked of the database once per page, not per panel.
-    initiatives = initiatives_filtered(user=user, filters=filters)
-    counts = stage_counts(initiatives, now=now)
-    flow = flow_figures(initiatives, total=counts.total)
-    overdue, overdue_total = overdue_milestones_by_owner(initiatives, now=now, limit=SHOWN)
+    initiatives = dashboard_scope(user=user, filters=filters)
+    first = read_together(
+        {
+            "units": BusinessUnit.objects.order_by("name"),
+            "counts": stage_counts_query(initiatives, now=now),
+            "owners": overdue_owners_query(initiatives, now=now),
+            "stalled": stalled_rows_query(initiatives, now=now, limit=SHOWN),
+            "in_stage": rows_by_budget_used_query(initiatives, now=now, limit=SHOWN),
+        }
+    )
+    counts = stage_counts_from(first["counts"])
+    owners, overdue_total = overdue_owners_from(first["owners"], limit=SHOWN)
+    stalled = rows_of(first["stalled"], now)
+    then: dict[str, QuerySet[Any]] = {}
+    if owners:
+        then["overdue"] = overdue_milestones_query(initiatives, now=now, owners=owners, limit=SHOWN)
+    if stalled:
+        then.update(stall_cause_queries([row.initiative for row in stalled], now))
+    flow = _flow_cached(initiatives, total=counts.total)
+    # The flow's settings are local to the transaction: set in the second statement, they hold
+    # for the flow's query after it.
+    configure = flow is None and bool(then) and connection.vendor == "postgresql"
+    with transaction.atomic(savepoint=False):
+        read = read_together(then, also=FLOW_SETTINGS if configure else ()) if then else {}
+        if flow is None:
+            flow = _flow_computed(initiatives, total=counts.total, configured=configure)
+    if stalled:
+        _with_gate_causes(
+            stalled, *stall_causes_from([row.initiative for row in stalled], read, now)
+        )
+    overdue = overdue_fill(owners, read.get("overdue", []), now=now, limit=SHOWN)
     return Dashboard(
         filters=filters,
         now=now,
         total=counts.total,
         funnel=counts.funnel,
         matrix=counts.matrix,
-        stalled=add_gate_causes(stalled_rows(initiatives, now=now, limit=SHOWN), now),
+        stalled=stalled,
         stalled_total=counts.stalled,
-        in_stage=rows_by_budget_used(initiatives, now=now, limit=SHOWN),
+        in_stage=rows_of(first["in_stage"], now),
         in_stage_total=counts.active,
         overdue_by_owner=overdue,
         overdue_total=overdue_total,
         flow=flow.flow,
         flow_as_of=flow.as_of,
         flow_cached=flow.cached,
+        units=first["units"],
     )

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from programs.models import BusinessUnit, Initiative, Milestone, MilestoneStatus, SuccessMetric
@@ -210,19 +212,61 @@ Verdicts = dict[int, list[str]]  # initiative pk -> unmet reasons
 BulkCheck = Callable[[Sequence[Initiative]], Verdicts]
 
 
-def _business_owner_from_business_line_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+@dataclass
+class CheckFacts:
+    """What the bulk checks read about a set of initiatives, fetched by ``check_fact_queries``
+    (run alone or inside a larger read) and judged by ``judge_bulk``."""
+
+    members: set[tuple[int, int]]  # (business unit pk, user pk)
+    open_milestones: list[tuple[int, str, str, bool]]  # initiative, stage, title, gate condition
+    judged_metrics: list[tuple[int, str, Any]]  # initiative, name, measured_at
+
+
+def check_fact_queries(initiatives: Sequence[Initiative]) -> dict[str, QuerySet[Any]]:
+    """``values()`` querysets of the facts the bulk checks need about ``initiatives``."""
+    pks = [i.pk for i in initiatives]
     owned = [i for i in initiatives if i.business_owner_id is not None]
-    members = set(
-        BusinessUnit.members.through.objects.filter(
+    return {
+        "members": BusinessUnit.members.through.objects.filter(
             businessunit_id__in={i.business_unit_id for i in owned},
             user_id__in={i.business_owner_id for i in owned},
-        ).values_list("businessunit_id", "user_id")
+        ).values("businessunit_id", "user_id"),
+        "open_milestones": Milestone.objects.filter(
+            initiative__in=pks, status=MilestoneStatus.OPEN
+        ).values("initiative_id", "stage", "title", "is_gate_condition"),
+        "judged_metrics": SuccessMetric.objects.filter(
+            initiative__in=pks, baseline__isnull=False, target__isnull=False
+        ).values("initiative_id", "name", "measured_at"),
+    }
+
+
+def check_facts_from(rows: dict[str, list[dict[str, Any]]]) -> CheckFacts:
+    """``CheckFacts`` from what ``check_fact_queries`` read (by the same names)."""
+    return CheckFacts(
+        members={(r["businessunit_id"], r["user_id"]) for r in rows["members"]},
+        open_milestones=[
+            (r["initiative_id"], r["stage"], r["title"], r["is_gate_condition"])
+            for r in rows["open_milestones"]
+        ],
+        judged_metrics=[
+            (r["initiative_id"], r["name"], r["measured_at"]) for r in rows["judged_metrics"]
+        ],
     )
+
+
+def _facts(initiatives: Sequence[Initiative], *names: str) -> CheckFacts:
+    queries = check_fact_queries(initiatives)
+    return check_facts_from(
+        {name: list(queries[name]) if name in names else [] for name in queries}
+    )
+
+
+def _business_owner_judged(initiatives: Sequence[Initiative], facts: CheckFacts) -> Verdicts:
     result: dict[int, list[str]] = {}
     for i in initiatives:
         if i.business_owner_id is None:
             result[i.pk] = ["a business owner must be assigned"]
-        elif (i.business_unit_id, i.business_owner_id) not in members:
+        elif (i.business_unit_id, i.business_owner_id) not in facts.members:
             result[i.pk] = [
                 f"the business owner must be a member of business unit "
                 f"{i.business_unit.code} (the business line that will use it)"
@@ -232,53 +276,39 @@ def _business_owner_from_business_line_bulk(initiatives: Sequence[Initiative]) -
     return result
 
 
-def _metric_with_baseline_and_target_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
-    judged = set(
-        SuccessMetric.objects.filter(
-            initiative__in=[i.pk for i in initiatives], baseline__isnull=False, target__isnull=False
-        ).values_list("initiative_id", flat=True)
-    )
+def _metric_judged(initiatives: Sequence[Initiative], facts: CheckFacts) -> Verdicts:
+    judged = {pk for pk, _, _ in facts.judged_metrics}
     # programs' own read words it; an unsaved initiative has no metrics and costs no query.
     missing = metrics_missing_baseline_or_target(Initiative())
     return {i.pk: [] if i.pk in judged else list(missing) for i in initiatives}
 
 
-def _target_workflow_named_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+def _target_workflow_judged(initiatives: Sequence[Initiative], facts: CheckFacts) -> Verdicts:
     return {i.pk: target_workflow_named(i) for i in initiatives}
 
 
-def _open_milestones(
-    initiatives: Sequence[Initiative], **filters: Any
-) -> list[tuple[int, str, str]]:
-    return list(
-        Milestone.objects.filter(
-            initiative__in=[i.pk for i in initiatives], status=MilestoneStatus.OPEN, **filters
-        ).values_list("initiative_id", "stage", "title")
-    )
-
-
-def _stage_milestones_closed_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+def _stage_milestones_judged(initiatives: Sequence[Initiative], facts: CheckFacts) -> Verdicts:
     stage_of = {i.pk: i.stage for i in initiatives}
     result: dict[int, list[str]] = {pk: [] for pk in stage_of}
-    for pk, stage, title in _open_milestones(initiatives):
-        if stage == stage_of[pk]:
+    for pk, stage, title, _ in facts.open_milestones:
+        if pk in stage_of and stage == stage_of[pk]:
             result[pk].append(f"milestone '{title}' of stage {stage} is still open")
     return result
 
 
-def _no_open_gate_conditions_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+def _gate_conditions_judged(initiatives: Sequence[Initiative], facts: CheckFacts) -> Verdicts:
     result: dict[int, list[str]] = {i.pk: [] for i in initiatives}
-    for pk, _, title in _open_milestones(initiatives, is_gate_condition=True):
-        result[pk].append(f"gate condition '{title}' is still open")
+    for pk, _, title, is_gate_condition in facts.open_milestones:
+        if is_gate_condition and pk in result:
+            result[pk].append(f"gate condition '{title}' is still open")
     return result
 
 
-def _pilot_results_measured_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
+def _pilot_results_judged(initiatives: Sequence[Initiative], facts: CheckFacts) -> Verdicts:
     targeted: dict[int, list[tuple[str, Any]]] = {i.pk: [] for i in initiatives}
-    for pk, name, measured_at in SuccessMetric.objects.filter(
-        initiative__in=list(targeted), baseline__isnull=False, target__isnull=False
-    ).values_list("initiative_id", "name", "measured_at"):
-        targeted[pk].append((name, measured_at))
+    for pk, name, measured_at in facts.judged_metrics:
+        if pk in targeted:
+            targeted[pk].append((name, measured_at))
     result: dict[int, list[str]] = {}
     for i in initiatives:
         if not targeted[i.pk]:
@@ -294,14 +324,35 @@ def _pilot_results_measured_bulk(initiatives: Sequence[Initiative]) -> Verdicts:
     return result
 
 
-BULK_CHECKS: dict[str, BulkCheck] = {
-    "business_owner_from_business_line": _business_owner_from_business_line_bulk,
-    "metric_with_baseline_and_target": _metric_with_baseline_and_target_bulk,
-    "target_workflow_named": _target_workflow_named_bulk,
-    "stage_milestones_closed": _stage_milestones_closed_bulk,
-    "no_open_gate_conditions": _no_open_gate_conditions_bulk,
-    "pilot_results_measured": _pilot_results_measured_bulk,
+# Each check's judgement from the facts, and which facts it reads.
+_JUDGES: dict[
+    str, tuple[Callable[[Sequence[Initiative], CheckFacts], Verdicts], tuple[str, ...]]
+] = {
+    "business_owner_from_business_line": (_business_owner_judged, ("members",)),
+    "metric_with_baseline_and_target": (_metric_judged, ("judged_metrics",)),
+    "target_workflow_named": (_target_workflow_judged, ()),
+    "stage_milestones_closed": (_stage_milestones_judged, ("open_milestones",)),
+    "no_open_gate_conditions": (_gate_conditions_judged, ("open_milestones",)),
+    "pilot_results_measured": (_pilot_results_judged, ("judged_metrics",)),
 }
+
+
+def _bulk(name: str) -> BulkCheck:
+    judge, needs = _JUDGES[name]
+    return lambda initiatives: judge(initiatives, _facts(initiatives, *needs))
+
+
+def judge_bulk(name: str, initiatives: Sequence[Initiative], facts: CheckFacts) -> Verdicts:
+    """``run_check_bulk`` from facts already read (``check_fact_queries``): no query."""
+    if not initiatives:
+        return {}
+    found = _JUDGES.get(name)
+    if found is None:
+        return {i.pk: run_check(name, i) for i in initiatives}  # unknown: no query either
+    return found[0](initiatives, facts)
+
+
+BULK_CHECKS: dict[str, BulkCheck] = {name: _bulk(name) for name in _JUDGES}
 
 
 def run_check_bulk(name: str, initiatives: Sequence[Initiative]) -> Verdicts:

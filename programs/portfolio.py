@@ -316,12 +316,23 @@ def portfolio_rows(
         yield _row(i, now)
 
 
+def rows_of(initiatives: list[Initiative], now: dt.datetime) -> list[InitiativeRow]:
+    """The rows of what ``stalled_rows_query`` or ``rows_by_budget_used_query`` read."""
+    return [_row(i, now) for i in initiatives]
+
+
+def stalled_rows_query(
+    initiatives: QuerySet[Initiative], *, now: dt.datetime, limit: int
+) -> QuerySet[Initiative]:
+    qs = _rows_query(initiatives, now).filter(stage__in=ACTIVE_STAGES, stall_at__lte=now)
+    return qs.order_by("stall_at", "key")[:limit]
+
+
 def stalled_rows(
     initiatives: QuerySet[Initiative], *, now: dt.datetime, limit: int
 ) -> list[InitiativeRow]:
     """The first ``limit`` stalled initiatives, furthest past their time first: one query."""
-    qs = _rows_query(initiatives, now).filter(stage__in=ACTIVE_STAGES, stall_at__lte=now)
-    return [_row(i, now) for i in qs.order_by("stall_at", "key")[:limit]]
+    return rows_of(list(stalled_rows_query(initiatives, now=now, limit=limit)), now)
 
 
 def rows_by_budget_used(
@@ -329,6 +340,12 @@ def rows_by_budget_used(
 ) -> list[InitiativeRow]:
     """The first ``limit`` initiatives in an active stage, most of their stall budget used first
     (no budget last, then by key): one query."""
+    return rows_of(list(rows_by_budget_used_query(initiatives, now=now, limit=limit)), now)
+
+
+def rows_by_budget_used_query(
+    initiatives: QuerySet[Initiative], *, now: dt.datetime, limit: int
+) -> QuerySet[Initiative]:
     # InitiativeRow.budget_used, in the database so that only the rows shown leave it.
     budget = ExpressionWrapper(
         _SecondsBetween(_at(now), F("stage_entered_at"))
@@ -347,7 +364,7 @@ def rows_by_budget_used(
         .values("pk")[:limit]
     )
     qs = _rows_query(Initiative.objects.filter(pk__in=first), now).annotate(budget=budget)
-    return [_row(i, now) for i in qs.order_by(*order)]
+    return qs.order_by(*order)
 
 
 def _programs_stall_causes(row: InitiativeRow, now: dt.datetime) -> list[str]:
@@ -390,12 +407,14 @@ class StageCounts:
 
 def stage_counts(initiatives: QuerySet[Initiative], *, now: dt.datetime) -> StageCounts:
     """Unit x stage counts plus the stalled ones: one aggregate query."""
-    matrix: dict[str, dict[str, int]] = {}
-    active = stalled = 0
+    return stage_counts_from(list(stage_counts_query(initiatives, now=now)))
+
+
+def stage_counts_query(initiatives: QuerySet[Initiative], *, now: dt.datetime) -> QuerySet[Any]:
     # A scope narrower than everyone's joins milestones and says distinct (one row per match):
     # count each initiative once there, and skip the sort that costs where nothing is joined.
     joined = bool(initiatives.query.distinct)
-    grouped = (
+    return (
         initiatives.order_by()
         .values("business_unit__code", "stage")
         .annotate(
@@ -405,6 +424,12 @@ def stage_counts(initiatives: QuerySet[Initiative], *, now: dt.datetime) -> Stag
             ),
         )
     )
+
+
+def stage_counts_from(grouped: list[dict[str, Any]]) -> StageCounts:
+    """``StageCounts`` from the rows of ``stage_counts_query``."""
+    matrix: dict[str, dict[str, int]] = {}
+    active = stalled = 0
     for row in grouped:
         cells = matrix.setdefault(row["business_unit__code"], {s: 0 for s in Stage.values})
         cells[row["stage"]] = row["n"]
@@ -432,10 +457,36 @@ def overdue_milestones_by_owner(
     each group's oldest first; the groups stop once ``limit`` milestones are listed (each group
     keeps its full count). Also returns how many are overdue in all. Two queries: the counts
     per owner, then only the milestones shown."""
+    shown, total = overdue_owners_from(
+        list(overdue_owners_query(initiatives, now=now)), limit=limit
+    )
+    if not shown:
+        return [], total
+    first = overdue_milestones_query(initiatives, now=now, owners=shown, limit=limit)
+    return overdue_fill(shown, list(first), now=now, limit=limit), total
+
+
+def _late(initiatives: QuerySet[Initiative], now: dt.datetime) -> QuerySet[Milestone]:
     scoped = initiatives.order_by().values("pk")
-    late = Milestone.objects.filter(
+    return Milestone.objects.filter(
         initiative__in=scoped, status=MilestoneStatus.OPEN, due_at__lt=now
     )
+
+
+def overdue_owners_query(initiatives: QuerySet[Initiative], *, now: dt.datetime) -> QuerySet[Any]:
+    return (
+        _late(initiatives, now)
+        .order_by()
+        .values("owner", "owner__first_name", "owner__last_name", "owner__username")
+        .annotate(n=Count("pk"))
+    )
+
+
+def overdue_owners_from(
+    rows: list[dict[str, Any]], *, limit: int
+) -> tuple[dict[int, OwnerOverdue], int]:
+    """From the rows of ``overdue_owners_query``: the owners whose milestones are listed (the
+    most late work first, then by name, until ``limit`` milestones), and how many are overdue."""
     owners = [
         (
             row["owner"],
@@ -444,9 +495,7 @@ def overdue_milestones_by_owner(
             ),
             row["n"],
         )
-        for row in late.order_by()
-        .values("owner", "owner__first_name", "owner__last_name", "owner__username")
-        .annotate(n=Count("pk"))
+        for row in rows
     ]
     owners.sort(key=lambda o: (-o[2], o[1]))
     total = sum(n for _, _, n in owners)
@@ -457,10 +506,20 @@ def overdue_milestones_by_owner(
             break
         shown[owner_id] = OwnerOverdue(name, [], n)
         left -= min(n, left)
-    if not shown:
-        return [], total
-    first = (
-        late.filter(owner__in=list(shown))
+    return shown, total
+
+
+def overdue_milestones_query(
+    initiatives: QuerySet[Initiative],
+    *,
+    now: dt.datetime,
+    owners: dict[int, OwnerOverdue],
+    limit: int,
+) -> QuerySet[Milestone]:
+    """The first ``limit`` overdue milestones of each of ``owners``, oldest first."""
+    return (
+        _late(initiatives, now)
+        .filter(owner__in=list(owners))
         .annotate(
             nth=Window(RowNumber(), partition_by=[F("owner")], order_by=[F("due_at"), F("id")])
         )
@@ -468,6 +527,11 @@ def overdue_milestones_by_owner(
         .select_related("initiative")
         .order_by("due_at", "id")
     )
+
+
+def overdue_fill(
+    shown: dict[int, OwnerOverdue], first: list[Milestone], *, now: dt.datetime, limit: int
+) -> list[OwnerOverdue]:
     for milestone in first:
         shown[milestone.owner_id].milestones.append((milestone, _days(now - milestone.due_at)))
     # The last group listed is cut to what fits under ``limit``.
@@ -475,7 +539,7 @@ def overdue_milestones_by_owner(
     for group in shown.values():
         group.milestones = group.milestones[: max(left, 0)]
         left -= len(group.milestones)
-    return list(shown.values()), total
+    return list(shown.values())
 
 
 @dataclass
@@ -536,7 +600,7 @@ def _completed_stays(
     return stays
 
 
-def stage_flow(initiatives: QuerySet[Initiative]) -> Flow:
+def stage_flow(initiatives: QuerySet[Initiative], *, configured: bool = False) -> Flow:
     """Pilot -> operations conversion and median completed time in each active stage, overall
     and by business unit, from the transition history: one query.
 
@@ -546,7 +610,7 @@ def stage_flow(initiatives: QuerySet[Initiative]) -> Flow:
     """
     scoped = initiatives.order_by().values("pk")
     if connection.vendor == "postgresql":
-        return _stage_flow_sql(scoped)
+        return _stage_flow_sql(scoped, configured=configured)
     # SQLite (``make run``) has no percentile_cont, and its portfolios are small.
     return _stage_flow_python(scoped)
 
@@ -659,11 +723,11 @@ GROUP BY GROUPING SETS ((bu.code), ())
 
 # The flow reads every transition record in scope (5M at 100k initiatives): sorting them in
 # memory instead of on disk, and skipping JIT compilation (a second or more of planning for one
-# run of a query that is not CPU-bound), takes most of its time off.
-_FLOW_SETTINGS = "SELECT set_config('work_mem', '256MB', true), set_config('jit', 'off', true)"
+# run of a query that is not CPU-bound), takes most of its time off. Local to the transaction.
+FLOW_SETTINGS = ("set_config('work_mem', '256MB', true)", "set_config('jit', 'off', true)")
 
 
-def _stage_flow_sql(scoped: QuerySet[Any]) -> Flow:
+def _stage_flow_sql(scoped: QuerySet[Any], *, configured: bool = False) -> Flow:
     scoped_sql, scoped_params = scoped.query.sql_with_params()
     sql = _FLOW_SQL.format(
         transition=StageTransition._meta.db_table,
@@ -681,8 +745,10 @@ def _stage_flow_sql(scoped: QuerySet[Any]) -> Flow:
     overall = _empty_flow("")
     units: dict[str, UnitFlow] = {}
     # A transaction bounds the settings (``is_local``); no savepoint is needed for a read.
+    # ``configured``: the caller applied FLOW_SETTINGS earlier in the transaction it is in.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(_FLOW_SETTINGS)
+        if not configured:
+            cursor.execute("SELECT " + ", ".join(FLOW_SETTINGS))
         cursor.execute(sql, scoped_params)
         rows = cursor.fetchall()
     for kind, unit, is_total, stage, median, n, converted in rows:
