@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.validators import ProhibitNullCharactersValidator
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from gatekeeper.db import related_values_reader
 from gates.models import (
     Approval,
     ApproverRule,
@@ -29,6 +32,7 @@ from programs.models import (
     METRIC_DIGITS,
     BusinessUnit,
     Direction,
+    ExternalReference,
     Health,
     Initiative,
     MetricReading,
@@ -36,8 +40,9 @@ from programs.models import (
     RiskTier,
     StageTransition,
     SuccessMetric,
+    metric_on_target,
 )
-from programs.selectors import external_refs_of, metrics_of
+from programs.selectors import NEXT_MILESTONE_FIELDS, external_refs_of, metrics_of
 from programs.stages import Stage
 
 # --- shared fields ----------------------------------------------------------------------------
@@ -194,6 +199,148 @@ class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
             "updated_at",
         ]
         read_only_fields = fields
+
+
+# The list's rows, read as plain values: what InitiativeSerializer gives for each initiative of
+# a page, without building a model instance and walking DRF's fields per row (50 rows of 19
+# fields with nested lists cost more than the page's SQL). InitiativeSerializer stays the
+# contract: it documents the schema and represents one initiative (detail, writes, ETags), and
+# tests/api/test_initiative_list.py holds these rows equal to it, field by field, in every shape.
+INITIATIVE_LIST_COLUMNS = (
+    "key",
+    "name",
+    "summary",
+    "business_unit__code",
+    "business_owner__username",
+    "sponsor__username",
+    "delivery_lead__username",
+    "risk_tier",
+    "target_workflow",
+    "stage",
+    "held_from",
+    "stage_entered_at",
+    "stall_at",
+    "health",
+    "external_refs_json",
+    "metrics_json",
+    *(f"next_milestone_{name.replace('__', '_')}" for name in NEXT_MILESTONE_FIELDS),
+    "created_at",
+    "updated_at",
+)
+_REF_FIELDS = ("system", "key", "url")
+_METRIC_VALUES = (
+    "id",
+    "name",
+    "unit",
+    "baseline",
+    "target",
+    "direction",
+    "current_value",
+    "measured_at",
+)
+_METRIC_DECIMALS: dict[str, Any] = {}
+
+
+def _metric_decimals() -> dict[str, Any]:
+    # The metric serializer's own decimal fields (digits, places, rounding, string or not),
+    # built once per process: their to_representation holds no per-request state.
+    if not _METRIC_DECIMALS:
+        fields = InitiativeMetricSerializer().fields
+        _METRIC_DECIMALS.update({n: fields[n] for n in ("baseline", "target", "current_value")})
+    return _METRIC_DECIMALS
+
+
+def initiative_list_rows(rows: Iterable[tuple[Any, ...]], *, db: str) -> list[dict[str, Any]]:
+    """InitiativeSerializer's representation of each row of ``INITIATIVE_LIST_COLUMNS`` (a
+    page of ``with_refs_and_metrics(with_next_milestone(...))`` read by ``values_list``,
+    from database ``db``)."""
+    # DRF's own datetime field, its time zone read once for the page rather than per value.
+    stamp = serializers.DateTimeField(
+        default_timezone=timezone.get_current_timezone() if settings.USE_TZ else None
+    ).to_representation
+    decimals = _metric_decimals()
+    baseline, target, current = (
+        decimals["baseline"].to_representation,
+        decimals["target"].to_representation,
+        decimals["current_value"].to_representation,
+    )
+    read_refs = related_values_reader(ExternalReference, db=db, names=_REF_FIELDS)
+    read_metrics = related_values_reader(SuccessMetric, db=db, names=_METRIC_VALUES)
+    page = []
+    for (
+        key,
+        name,
+        summary,
+        unit,
+        owner,
+        sponsor,
+        lead,
+        risk_tier,
+        workflow,
+        stage,
+        held_from,
+        entered,
+        stall_at,
+        health,
+        refs,
+        metrics,
+        next_id,
+        next_title,
+        next_stage,
+        next_due,
+        next_owner,
+        created,
+        updated,
+    ) in rows:
+        page.append(
+            {
+                "key": key,
+                "name": name,
+                "summary": summary,
+                "business_unit": unit,
+                "business_owner": owner,
+                "sponsor": sponsor,
+                "delivery_lead": lead,
+                "risk_tier": risk_tier,
+                "target_workflow": workflow,
+                "stage": stage,
+                "held_from": held_from,
+                "stage_entered_at": None if entered is None else stamp(entered),
+                "stall_at": None if stall_at is None else stamp(stall_at),
+                "health": health,
+                "external_refs": read_refs(refs),
+                "metrics": [
+                    {
+                        "id": m["id"],
+                        "name": m["name"],
+                        "unit": m["unit"],
+                        "baseline": None if m["baseline"] is None else baseline(m["baseline"]),
+                        "target": None if m["target"] is None else target(m["target"]),
+                        "direction": m["direction"],
+                        "current_value": (
+                            None if m["current_value"] is None else current(m["current_value"])
+                        ),
+                        "measured_at": None if m["measured_at"] is None else stamp(m["measured_at"]),
+                        "on_target": metric_on_target(
+                            m["current_value"], m["target"], m["direction"]
+                        ),
+                    }
+                    for m in read_metrics(metrics)
+                ],
+                "next_milestone": None
+                if next_id is None
+                else {
+                    "id": next_id,
+                    "title": next_title,
+                    "stage": next_stage,
+                    "due_at": None if next_due is None else stamp(next_due),
+                    "owner": next_owner,
+                },
+                "created_at": None if created is None else stamp(created),
+                "updated_at": None if updated is None else stamp(updated),
+            }
+        )
+    return page
 
 
 class MetricReadingSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]

@@ -34,6 +34,7 @@ from rest_framework.views import APIView
 from api import filters as api_filters
 from api import serializers as s
 from api.idempotency import IdempotentPostMixin
+from api.pagination import CountedPage
 from gatekeeper.errors import DomainError, PermissionDenied, TransitionRefused
 from gatekeeper.types import signed_in_user
 from gates import selectors as gates_selectors
@@ -201,6 +202,18 @@ class InitiativeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
 
     def scoped(self, user: Any) -> QuerySet[Initiative]:
         return self._shaped(programs_selectors.initiatives_visible_to(user))
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Filtered, ordered and counted on the caller's scope alone; only the page's rows get
+        # the shape's subqueries (a DISTINCT scope's count would otherwise compute them for
+        # every row in it), read as plain values and represented as InitiativeSerializer would.
+        scope = self.filter_queryset(programs_selectors.initiatives_visible_to(request.user))
+        rows = programs_selectors.with_refs_and_metrics(
+            programs_selectors.with_next_milestone(scope)
+        ).values_list(*s.INITIATIVE_LIST_COLUMNS)
+        page = self.paginate_queryset(CountedPage(scope, rows))  # type: ignore[arg-type]
+        assert page is not None  # the list is always paginated
+        return self.get_paginated_response(s.initiative_list_rows(page, db=rows.db))
 
     def _detail(self, pk: int, code: int = status.HTTP_200_OK) -> Response:
         # The caller just wrote it; a creator who isn't named on it still gets what they made.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -614,28 +614,47 @@ def related_rows(model: type[models.Model], *, fk: str, ordering: Sequence[str])
     return Coalesce(Subquery(rows), Value("[]"), output_field=models.TextField())
 
 
-def related_rows_from_json(model: type[M], text: str, *, fk: str, parent: models.Model) -> list[M]:
-    """The ``model`` instances a ``related_rows`` annotation of ``parent`` holds, as a query
-    would have built them, with ``parent`` cached on ``fk`` (reading it costs no query).
+def related_values_reader(
+    model: type[models.Model], *, db: str, names: Sequence[str] | None = None
+) -> Callable[[str], list[dict[str, Any]]]:
+    """A reader of what a ``related_rows`` annotation of ``model`` rows holds: each row's values
+    of ``names`` (attnames; default every concrete field), as a query would have read them.
 
     Each value goes through its field's ``to_python``: decimals are parsed as Decimal, never
     float, so none loses a digit; a datetime SQLite stored without an offset is in the
-    connection's time zone, as the ORM reads it.
+    connection's time zone, as the ORM reads it. The fields and the zone are looked up once,
+    so a page reads its rows' lists without doing it per row.
     """
-    db = parent._state.db or router.db_for_read(model)
+    by_attname = {f.attname: f for f in model._meta.concrete_fields}
+    fields = [by_attname[name] for name in (names or by_attname)]
     zone = connections[db].timezone  # None without USE_TZ: datetimes are then naive
-    fields = model._meta.concrete_fields
-    names = [f.attname for f in fields]
+    converters = [(field.attname, field.to_python) for field in fields]
+
+    def read(text: str) -> list[dict[str, Any]]:
+        rows = []
+        for row in json.loads(text, parse_float=Decimal):
+            values = {}
+            for name, to_python in converters:
+                value = to_python(row[name])
+                if zone is not None and isinstance(value, dt.datetime) and timezone.is_naive(value):
+                    value = timezone.make_aware(value, zone)
+                values[name] = value
+            rows.append(values)
+        return rows
+
+    return read
+
+
+def related_rows_from_json(model: type[M], text: str, *, fk: str, parent: models.Model) -> list[M]:
+    """The ``model`` instances a ``related_rows`` annotation of ``parent`` holds, as a query
+    would have built them (values read by ``related_values_reader``), with ``parent`` cached on
+    ``fk`` (reading it costs no query)."""
+    db = parent._state.db or router.db_for_read(model)
+    names = [f.attname for f in model._meta.concrete_fields]
     link = model._meta.get_field(fk)
     instances = []
-    for row in json.loads(text, parse_float=Decimal):
-        values = []
-        for field in fields:
-            value = field.to_python(row[field.attname])
-            if zone is not None and isinstance(value, dt.datetime) and timezone.is_naive(value):
-                value = timezone.make_aware(value, zone)
-            values.append(value)
-        instance = model.from_db(db, names, values)
+    for values in related_values_reader(model, db=db, names=names)(text):
+        instance = model.from_db(db, names, [values[name] for name in names])
         link.set_cached_value(instance, parent)  # type: ignore[union-attr]
         instances.append(instance)
     return instances

@@ -300,11 +300,17 @@ class SuccessMetric(models.Model):
 
     @property
     def on_target(self) -> bool | None:
-        if self.current_value is None or self.target is None:
-            return None
-        if self.direction == Direction.HIGHER:
-            return self.current_value >= self.target
-        return self.current_value <= self.target
+        return metric_on_target(self.current_value, self.target, self.direction)
+
+
+def metric_on_target(current_value: Any, target: Any, direction: str) -> bool | None:
+    """Whether a metric's current value meets its target (None until both are known); also
+    for a metric read as plain values, without its instance."""
+    if current_value is None or target is None:
+        return None
+    if direction == Direction.HIGHER:
+        return bool(current_value >= target)
+    return bool(current_value <= target)
 
 
 class MetricReading(models.Model):
