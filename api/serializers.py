@@ -42,7 +42,12 @@ from programs.models import (
     SuccessMetric,
     metric_on_target,
 )
-from programs.selectors import NEXT_MILESTONE_FIELDS, external_refs_of, metrics_of
+from programs.selectors import (
+    external_refs_of,
+    metrics_of,
+    next_milestone_of,
+    next_milestone_reader,
+)
 from programs.stages import Stage
 
 # --- shared fields ----------------------------------------------------------------------------
@@ -146,16 +151,7 @@ class NextMilestoneSerializer(serializers.Serializer):  # type: ignore[type-arg]
     owner = serializers.CharField(read_only=True)
 
     def get_attribute(self, instance: Initiative) -> dict[str, Any] | None:
-        # From the annotations of programs.selectors.with_next_milestone.
-        if getattr(instance, "next_milestone_id", None) is None:
-            return None
-        return {
-            "id": instance.next_milestone_id,  # type: ignore[attr-defined]
-            "title": instance.next_milestone_title,  # type: ignore[attr-defined]
-            "stage": instance.next_milestone_stage,  # type: ignore[attr-defined]
-            "due_at": instance.next_milestone_due_at,  # type: ignore[attr-defined]
-            "owner": instance.next_milestone_owner_username,  # type: ignore[attr-defined]
-        }
+        return next_milestone_of(instance)
 
 
 class InitiativeSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -223,7 +219,7 @@ INITIATIVE_LIST_COLUMNS = (
     "health",
     "external_refs_json",
     "metrics_json",
-    *(f"next_milestone_{name.replace('__', '_')}" for name in NEXT_MILESTONE_FIELDS),
+    "next_milestone_json",
     "created_at",
     "updated_at",
 )
@@ -266,6 +262,7 @@ def initiative_list_rows(rows: Iterable[tuple[Any, ...]], *, db: str) -> list[di
     )
     read_refs = related_values_reader(ExternalReference, db=db, names=_REF_FIELDS)
     read_metrics = related_values_reader(SuccessMetric, db=db, names=_METRIC_VALUES)
+    read_next = next_milestone_reader(db=db)
     page = []
     for (
         key,
@@ -284,11 +281,7 @@ def initiative_list_rows(rows: Iterable[tuple[Any, ...]], *, db: str) -> list[di
         health,
         refs,
         metrics,
-        next_id,
-        next_title,
-        next_stage,
-        next_due,
-        next_owner,
+        upcoming,
         created,
         updated,
     ) in rows:
@@ -328,13 +321,13 @@ def initiative_list_rows(rows: Iterable[tuple[Any, ...]], *, db: str) -> list[di
                     for m in read_metrics(metrics)
                 ],
                 "next_milestone": None
-                if next_id is None
+                if (nxt := read_next(upcoming)) is None
                 else {
-                    "id": next_id,
-                    "title": next_title,
-                    "stage": next_stage,
-                    "due_at": None if next_due is None else stamp(next_due),
-                    "owner": next_owner,
+                    "id": nxt["id"],
+                    "title": nxt["title"],
+                    "stage": nxt["stage"],
+                    "due_at": None if nxt["due_at"] is None else stamp(nxt["due_at"]),
+                    "owner": nxt["owner"],
                 },
                 "created_at": None if created is None else stamp(created),
                 "updated_at": None if updated is None else stamp(updated),

@@ -614,35 +614,72 @@ def related_rows(model: type[models.Model], *, fk: str, ordering: Sequence[str])
     return Coalesce(Subquery(rows), Value("[]"), output_field=models.TextField())
 
 
+def _values_reader(
+    fields: Sequence[tuple[str, Any]], *, db: str
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A reader of one JSON object's values (``(name, model field)`` pairs) as a query would
+    have read them: each value goes through its field's ``to_python`` (decimals, parsed as
+    Decimal, never float, lose no digit), and a datetime SQLite stored without an offset is in
+    the connection's time zone, as the ORM reads it. The zone is looked up once, so a page
+    reads its rows without doing it per row."""
+    zone = connections[db].timezone  # None without USE_TZ: datetimes are then naive
+    converters = [(name, field.to_python) for name, field in fields]
+
+    def read(row: dict[str, Any]) -> dict[str, Any]:
+        values = {}
+        for name, to_python in converters:
+            value = to_python(row[name])
+            if zone is not None and isinstance(value, dt.datetime) and timezone.is_naive(value):
+                value = timezone.make_aware(value, zone)
+            values[name] = value
+        return values
+
+    return read
+
+
 def related_values_reader(
     model: type[models.Model], *, db: str, names: Sequence[str] | None = None
 ) -> Callable[[str], list[dict[str, Any]]]:
     """A reader of what a ``related_rows`` annotation of ``model`` rows holds: each row's values
-    of ``names`` (attnames; default every concrete field), as a query would have read them.
-
-    Each value goes through its field's ``to_python``: decimals are parsed as Decimal, never
-    float, so none loses a digit; a datetime SQLite stored without an offset is in the
-    connection's time zone, as the ORM reads it. The fields and the zone are looked up once,
-    so a page reads its rows' lists without doing it per row.
-    """
+    of ``names`` (attnames; default every concrete field), as a query would have read them."""
     by_attname = {f.attname: f for f in model._meta.concrete_fields}
-    fields = [by_attname[name] for name in (names or by_attname)]
-    zone = connections[db].timezone  # None without USE_TZ: datetimes are then naive
-    converters = [(field.attname, field.to_python) for field in fields]
+    read_row = _values_reader([(name, by_attname[name]) for name in (names or by_attname)], db=db)
 
     def read(text: str) -> list[dict[str, Any]]:
-        rows = []
-        for row in json.loads(text, parse_float=Decimal):
-            values = {}
-            for name, to_python in converters:
-                value = to_python(row[name])
-                if zone is not None and isinstance(value, dt.datetime) and timezone.is_naive(value):
-                    value = timezone.make_aware(value, zone)
-                values[name] = value
-            rows.append(values)
-        return rows
+        return [read_row(row) for row in json.loads(text, parse_float=Decimal)]
 
     return read
+
+
+def first_related_row(queryset: models.QuerySet[Any], **fields: str) -> Subquery:
+    """An annotation: the first row of ``queryset`` (filtered on an ``OuterRef`` and ordered)
+    as one JSON object of ``fields`` (name → the field's path, e.g. ``owner="owner__username"``),
+    as text; NULL when there is none. One correlated subquery, where an annotation per field
+    would run the same ordered lookup once per field; ``first_related_row_reader`` reads it."""
+    row = JSONObject(**{name: F(path) for name, path in fields.items()})
+    return Subquery(queryset.values(row=row)[:1], output_field=models.TextField())
+
+
+def first_related_row_reader(
+    model: type[models.Model], *, db: str, **fields: str
+) -> Callable[[str | None], dict[str, Any] | None]:
+    """A reader of a ``first_related_row(model's queryset, **fields)`` annotation: its values
+    as a query would have read them, or None."""
+    read_row = _values_reader(
+        [(name, _field_at(model, path)) for name, path in fields.items()], db=db
+    )
+
+    def read(text: str | None) -> dict[str, Any] | None:
+        return None if text is None else read_row(json.loads(text, parse_float=Decimal))
+
+    return read
+
+
+def _field_at(model: type[models.Model], path: str) -> Any:
+    *hops, name = path.split("__")
+    for hop in hops:
+        model = model._meta.get_field(hop).related_model  # type: ignore[assignment]
+    return model._meta.get_field(name)
 
 
 def related_rows_from_json(model: type[M], text: str, *, fk: str, parent: models.Model) -> list[M]:

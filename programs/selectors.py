@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db import router
+from django.db.models import OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from gatekeeper.db import related_rows, related_rows_from_json
+from gatekeeper.db import (
+    first_related_row,
+    first_related_row_reader,
+    related_rows,
+    related_rows_from_json,
+)
 from programs.guards import Guard
 from programs.models import (
     ExternalReference,
@@ -293,21 +300,44 @@ def milestones_overdue_count(initiative: Initiative) -> int:
     ).count()
 
 
-NEXT_MILESTONE_FIELDS = ("id", "title", "stage", "due_at", "owner__username")
+# The next open milestone as a list row shows it: name → the milestone's field.
+NEXT_MILESTONE = {
+    "id": "id",
+    "title": "title",
+    "stage": "stage",
+    "due_at": "due_at",
+    "owner": "owner__username",
+}
 
 
 def with_next_milestone(qs: QuerySet[Initiative]) -> QuerySet[Initiative]:
-    """Each initiative with its next open milestone (the earliest due) as ``next_milestone_<f>``
-    annotations, in the same query: a list of 50 then costs no query per row."""
+    """Each initiative with its next open milestone (the earliest due) as one JSON annotation,
+    ``next_milestone_json``, in the same query: a list of 50 then costs no query per row.
+    ``next_milestone_of`` (or, for a page of plain rows, ``next_milestone_reader``) reads it."""
     upcoming = Milestone.objects.filter(
         initiative=OuterRef("pk"), status=MilestoneStatus.OPEN
     ).order_by("due_at", "id")
-    return qs.annotate(
-        **{
-            f"next_milestone_{name.replace('__', '_')}": Subquery(upcoming.values(name)[:1])
-            for name in NEXT_MILESTONE_FIELDS
-        }
-    )
+    return qs.annotate(next_milestone_json=first_related_row(upcoming, **NEXT_MILESTONE))
+
+
+def next_milestone_reader(*, db: str) -> Callable[[str | None], dict[str, Any] | None]:
+    """Reads a ``next_milestone_json`` annotation: the milestone's ``NEXT_MILESTONE`` values, or
+    None when no milestone is open."""
+    return first_related_row_reader(Milestone, db=db, **NEXT_MILESTONE)
+
+
+def next_milestone_of(initiative: Initiative) -> dict[str, Any] | None:
+    """The initiative's next open milestone, from ``with_next_milestone`` (a query without)."""
+    if hasattr(initiative, "next_milestone_json"):
+        text = initiative.next_milestone_json
+    else:
+        text = (
+            with_next_milestone(Initiative.objects.filter(pk=initiative.pk))
+            .values_list("next_milestone_json", flat=True)
+            .first()
+        )
+    db = initiative._state.db or router.db_for_read(Milestone)
+    return next_milestone_reader(db=db)(text)
 
 
 # Each list's order, the same whether read with the initiatives or on its own.
