@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django_filters.rest_framework import DjangoFilterBackend
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
@@ -35,6 +36,24 @@ def _by_user(prefix: str, value: str) -> Q:
     if value.isdigit() and len(value) <= 18:
         return Q(**{f"{prefix}_id": int(value)}) | Q(**{f"{prefix}__username": value})
     return Q(**{f"{prefix}__username": value})
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter's backend, which builds a view's filter set (a copy of each filter, a bound
+    form, its validation) only when the query string may name one of its filters. Without any,
+    every filter's value is empty and the filter set returns the queryset as it is (no filter
+    here is required or filters on an empty value), so the list reads the same without the cost.
+    A parameter that merely starts like a filter's name (a range filter's ``_min``, say) counts
+    as naming it."""
+
+    def filter_queryset(self, request: Any, queryset: QuerySet[Any], view: Any) -> Any:
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is None:
+            return queryset
+        names = tuple(filterset_class.base_filters)
+        if not any(param.startswith(names) for param in request.query_params):
+            return queryset
+        return super().filter_queryset(request, queryset, view)
 
 
 class InitiativeFilter(django_filters.FilterSet):

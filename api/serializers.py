@@ -6,6 +6,7 @@ validate and hand plain values to a service (DESIGN.md §2: the API holds no rul
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,7 +15,8 @@ from django.contrib.auth import get_user_model
 from django.core.validators import ProhibitNullCharactersValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
+from rest_framework.settings import api_settings
 
 from gatekeeper.db import related_values_reader
 from gates.models import (
@@ -246,14 +248,33 @@ def _metric_decimals() -> dict[str, Any]:
     return _METRIC_DECIMALS
 
 
+def _datetime_representation() -> Callable[[Any], Any]:
+    """DRF's DateTimeField.to_representation (ISO 8601 in the current time zone, UTC as "Z"),
+    with the zone read once for the page rather than per value."""
+    zone = timezone.get_current_timezone() if settings.USE_TZ else None
+    drf = serializers.DateTimeField(default_timezone=zone).to_representation
+    if zone is None or api_settings.DATETIME_FORMAT != ISO_8601:
+        return drf  # type: ignore[no-any-return]
+
+    def stamp(value: Any) -> Any:
+        # An aware datetime, what the database gives with USE_TZ, the way DRF writes it;
+        # anything else as DRF writes it.
+        if not isinstance(value, dt.datetime) or value.utcoffset() is None:
+            return drf(value)
+        try:
+            text = value.astimezone(zone).isoformat()
+        except OverflowError:
+            return drf(value)  # DRF's own error for it
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+    return stamp
+
+
 def initiative_list_rows(rows: Iterable[tuple[Any, ...]], *, db: str) -> list[dict[str, Any]]:
     """InitiativeSerializer's representation of each row of ``INITIATIVE_LIST_COLUMNS`` (a
     page of ``with_refs_and_metrics(with_next_milestone(...))`` read by ``values_list``,
     from database ``db``)."""
-    # DRF's own datetime field, its time zone read once for the page rather than per value.
-    stamp = serializers.DateTimeField(
-        default_timezone=timezone.get_current_timezone() if settings.USE_TZ else None
-    ).to_representation
+    stamp = _datetime_representation()
     decimals = _metric_decimals()
     baseline, target, current = (
         decimals["baseline"].to_representation,

@@ -614,6 +614,10 @@ def related_rows(model: type[models.Model], *, fk: str, ordering: Sequence[str])
     return Coalesce(Subquery(rows), Value("[]"), output_field=models.TextField())
 
 
+# Decimals as Decimal, never float; one decoder for every row rather than one per json.loads.
+_DECODE = json.JSONDecoder(parse_float=Decimal).decode
+
+
 def _values_reader(
     fields: Sequence[tuple[str, Any]], *, db: str
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -646,7 +650,7 @@ def related_values_reader(
     read_row = _values_reader([(name, by_attname[name]) for name in (names or by_attname)], db=db)
 
     def read(text: str) -> list[dict[str, Any]]:
-        return [read_row(row) for row in json.loads(text, parse_float=Decimal)]
+        return [read_row(row) for row in _DECODE(text)]
 
     return read
 
@@ -670,7 +674,7 @@ def first_related_row_reader(
     )
 
     def read(text: str | None) -> dict[str, Any] | None:
-        return None if text is None else read_row(json.loads(text, parse_float=Decimal))
+        return None if text is None else read_row(_DECODE(text))
 
     return read
 
