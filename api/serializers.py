@@ -334,7 +334,9 @@ def initiative_list_rows(rows: Iterable[tuple[Any, ...]], *, db: str) -> list[di
                         "current_value": (
                             None if m["current_value"] is None else current(m["current_value"])
                         ),
-                        "measured_at": None if m["measured_at"] is None else stamp(m["measured_at"]),
+                        "measured_at": (
+                            None if m["measured_at"] is None else stamp(m["measured_at"])
+                        ),
                         "on_target": metric_on_target(
                             m["current_value"], m["target"], m["direction"]
                         ),

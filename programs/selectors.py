@@ -331,11 +331,8 @@ def next_milestone_of(initiative: Initiative) -> dict[str, Any] | None:
     if hasattr(initiative, "next_milestone_json"):
         text = initiative.next_milestone_json
     else:
-        text = (
-            with_next_milestone(Initiative.objects.filter(pk=initiative.pk))
-            .values_list("next_milestone_json", flat=True)
-            .first()
-        )
+        read = with_next_milestone(Initiative.objects.filter(pk=initiative.pk).only("pk"))
+        text = getattr(read.first(), "next_milestone_json", None)
     db = initiative._state.db or router.db_for_read(Milestone)
     return next_milestone_reader(db=db)(text)
 

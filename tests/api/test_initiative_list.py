@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from programs.models import ExternalReference, MilestoneStatus, SuccessMetric
+from programs.models import ExternalReference, Initiative, MilestoneStatus, SuccessMetric
 from programs.roles import PMO
 from tests.factories import (
     InitiativeFactory,
@@ -178,3 +178,129 @@ def test_the_list_reads_the_same_on_sqlite(tmp_path):
     """`make run`'s embedded database builds the lists with its own SQL (a JSON array over an
     ordered window): the tests above, run again on SQLite."""
     assert_passes_on_sqlite(__file__, tmp_path)
+
+
+def _every_shape():
+    """Initiatives covering each shape a list row's field takes."""
+    people = [UserFactory(username=f"shape{i}") for i in range(3)]
+    full = InitiativeFactory(
+        key="AI-S1",
+        summary='Two lines\nwith "quotes", ü and a \\ backslash',
+        business_owner=people[0],
+        sponsor=people[1],
+        delivery_lead=people[2],
+        risk_tier="high",
+    )
+    _refs_and_metrics(full, MEASURED)
+    SuccessMetric.objects.create(
+        initiative=full,
+        name="widest",
+        unit="EUR",
+        baseline=Decimal("-99999999999.9999"),  # 15 digits, the widest a metric holds
+        target=Decimal("99999999999.9999"),
+        direction="higher",
+        current_value=Decimal("12345678901.2345"),
+        measured_at=MEASURED + dt.timedelta(microseconds=1),
+    )
+    SuccessMetric.objects.create(
+        initiative=full,
+        name="missed",
+        baseline=Decimal("5"),
+        target=Decimal("4.5"),
+        direction="higher",
+        current_value=Decimal("4.4999"),
+        measured_at=MEASURED,
+    )
+    MilestoneFactory(initiative=full, owner=people[2], due_at=MEASURED)
+    MilestoneFactory(
+        initiative=full, owner=people[1], due_at=MEASURED + dt.timedelta(microseconds=5)
+    )
+    # Nobody named, no metrics, references or milestones, never stalled.
+    bare = InitiativeFactory(key="AI-S2", business_owner=None, sponsor=None, summary="")
+    Initiative.objects.filter(pk=bare.pk).update(stall_at=None)
+    # Only closed milestones: no next one.
+    closed = InitiativeFactory(key="AI-S3", business_owner=people[0])
+    MilestoneFactory(initiative=closed, status=MilestoneStatus.DONE, completed_at=timezone.now())
+    # On hold: held_from set.
+    held = InitiativeFactory(key="AI-S4", business_owner=people[0])
+    response = client_for_owner(people[0]).post(
+        f"/api/v1/initiatives/{held.key}/transitions/",
+        {"transition": "hold", "reason": "budget"},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    return people
+
+
+def client_for_owner(user):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/St_Johns"])
+def test_the_list_rows_are_what_the_initiative_serializer_gives(client_for, zone):
+    """The list represents its page without InitiativeSerializer (api.serializers.
+    initiative_list_rows); it must give what the serializer gives, byte for byte, in each
+    shape: nulls, blanks, 15-digit and negative decimals, several metrics and references, no
+    next milestone, on hold, another time zone than UTC."""
+    from django.test import override_settings
+    from rest_framework.renderers import JSONRenderer
+
+    from api.serializers import InitiativeSerializer
+    from api.views import InitiativeViewSet
+
+    _every_shape()
+    with override_settings(TIME_ZONE=zone):
+        body = client_for(UserFactory(groups=[PMO])).get("/api/v1/initiatives/?limit=500")
+        assert body.status_code == 200
+        rows = body.json()["results"]
+        full = InitiativeSerializer(
+            InitiativeViewSet._shaped(Initiative.objects.order_by("key")), many=True
+        ).data
+    assert [r["key"] for r in rows] == ["AI-S1", "AI-S2", "AI-S3", "AI-S4"]
+    assert rows == full
+    assert list(rows[0]) == InitiativeSerializer.Meta.fields  # same fields, same order
+    renderer = JSONRenderer()
+    assert renderer.render(body.json()["results"]) == renderer.render(full)
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["AI-S2"]["business_owner"] is None
+    assert by_key["AI-S2"]["stall_at"] is None
+    assert by_key["AI-S3"]["next_milestone"] is None
+    assert by_key["AI-S4"]["held_from"] == "proposed"
+    widest = next(m for m in by_key["AI-S1"]["metrics"] if m["name"] == "widest")
+    assert (widest["baseline"], widest["target"]) == ("-99999999999.9999", "99999999999.9999")
+    if zone != "UTC":
+        assert not by_key["AI-S1"]["created_at"].endswith("Z")
+
+
+def test_a_filtered_list_filters_and_an_unfiltered_one_does_not(client_for):
+    """The filter backend skips the filter set when no parameter names a filter."""
+    _every_shape()
+    api = client_for(UserFactory(groups=[PMO]))
+    everything = api.get("/api/v1/initiatives/?limit=10&ordering=-key").json()
+    assert [r["key"] for r in everything["results"]] == ["AI-S4", "AI-S3", "AI-S2", "AI-S1"]
+    assert everything["count"] == 4
+    high = api.get("/api/v1/initiatives/?risk_tier=high").json()
+    assert [r["key"] for r in high["results"]] == ["AI-S1"]
+    held = api.get("/api/v1/initiatives/?stage=on_hold").json()
+    assert [r["key"] for r in held["results"]] == ["AI-S4"]
+    refused = api.get("/api/v1/initiatives/?stage=nowhere")
+    assert refused.status_code == 400
+    assert "stage" in refused.json()["errors"]
+
+
+def test_an_initiative_read_without_the_annotations_has_the_same_representation():
+    from api.serializers import InitiativeSerializer
+    from api.views import InitiativeViewSet
+
+    _every_shape()
+    for key in ("AI-S1", "AI-S3"):
+        plain = InitiativeSerializer(Initiative.objects.get(key=key)).data
+        shaped = InitiativeSerializer(
+            InitiativeViewSet._shaped(Initiative.objects.all()).get(key=key)
+        ).data
+        assert plain == shaped
+    assert plain["next_milestone"] is None  # AI-S3: only closed milestones
