@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.db import router
-from django.db.models import OuterRef, Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from gatekeeper.db import (
@@ -314,10 +316,18 @@ def with_next_milestone(qs: QuerySet[Initiative]) -> QuerySet[Initiative]:
     """Each initiative with its next open milestone (the earliest due) as one JSON annotation,
     ``next_milestone_json``, in the same query: a list of 50 then costs no query per row.
     ``next_milestone_of`` (or, for a page of plain rows, ``next_milestone_reader``) reads it."""
+    return qs.annotate(next_milestone_json=_next_milestone())
+
+
+@cache
+def _next_milestone() -> Subquery:
+    # Built once per process: annotate() resolves a copy of it for each queryset (the
+    # subquery's query is cloned), so every request shares it without changing it, and does
+    # not pay for building the subquery's queryset again.
     upcoming = Milestone.objects.filter(
         initiative=OuterRef("pk"), status=MilestoneStatus.OPEN
     ).order_by("due_at", "id")
-    return qs.annotate(next_milestone_json=first_related_row(upcoming, **NEXT_MILESTONE))
+    return first_related_row(upcoming, **NEXT_MILESTONE)
 
 
 def next_milestone_reader(*, db: str) -> Callable[[str | None], dict[str, Any] | None]:
@@ -346,12 +356,18 @@ def with_refs_and_metrics(qs: QuerySet[Initiative]) -> QuerySet[Initiative]:
     """Each initiative with its external references (by system and key) and success metrics (by
     name) in the same query, as JSON annotations that ``external_refs_of`` and ``metrics_of``
     read back: a list of 50 then costs no query per relation."""
-    return qs.annotate(
-        external_refs_json=related_rows(
+    return qs.annotate(**_refs_and_metrics())
+
+
+@cache
+def _refs_and_metrics() -> dict[str, Coalesce]:
+    # Built once per process, as _next_milestone.
+    return {
+        "external_refs_json": related_rows(
             ExternalReference, fk="initiative", ordering=EXTERNAL_REFS_ORDER
         ),
-        metrics_json=related_rows(SuccessMetric, fk="initiative", ordering=METRICS_ORDER),
-    )
+        "metrics_json": related_rows(SuccessMetric, fk="initiative", ordering=METRICS_ORDER),
+    }
 
 
 def external_refs_of(initiative: Initiative) -> list[ExternalReference]:

@@ -304,3 +304,33 @@ def test_an_initiative_read_without_the_annotations_has_the_same_representation(
         ).data
         assert plain == shaped
     assert plain["next_milestone"] is None  # AI-S3: only closed milestones
+
+
+def test_the_shared_subqueries_are_not_changed_by_the_querysets_using_them():
+    """with_next_milestone and with_refs_and_metrics build their subqueries once per process:
+    each use resolves a copy, so the SQL is the same as with subqueries built afresh, however
+    (and however often) they were used before."""
+    from django.db.models import OuterRef, Subquery
+
+    from programs import selectors
+
+    owner = UserFactory()
+
+    def shapes():
+        shaped = selectors.with_refs_and_metrics(
+            selectors.with_next_milestone(selectors.initiatives_visible_to(owner))
+        )
+        return [
+            str(shaped.query),
+            str(Initiative.objects.filter(pk__in=shaped.values("pk")).query),
+            str(
+                Initiative.objects.annotate(
+                    nxt=Subquery(shaped.filter(pk=OuterRef("pk")).values("key"))
+                ).query
+            ),
+        ]
+
+    used = [shapes() for _ in range(3)]
+    selectors._next_milestone.cache_clear()
+    selectors._refs_and_metrics.cache_clear()
+    assert used == [shapes()] * 3
