@@ -25,7 +25,7 @@ from notifications import services
     time_limit=120,
 )
 def dispatch(delivery_ids: list[int]) -> list[str]:
-    return [services.delivery_attempt(delivery_id=i).status for i in delivery_ids]
+    return [r.status for r in services.deliveries_attempt(delivery_ids=delivery_ids)]
 
 
 @app.task(name="notifications.redispatch", time_limit=120)
