@@ -305,28 +305,36 @@ class _Dispatch:
     # unless one of them is rolled back (``savepoint_rollback`` drops the callbacks registered
     # inside it), so it may carry the deliveries of any block nested inside them.
     savepoints: set[str | None]
-    people: list[int] = field(default_factory=list)
-    by_endpoint: dict[int | None, list[int]] = field(default_factory=dict)
+
+    deliveries: list[tuple[int, int | None]] = field(default_factory=list)
     published: bool = False
 
     def add(self, deliveries: list[Delivery]) -> None:
-        for d in deliveries:
-            if d.channel == Channel.WEBHOOK:
-                self.by_endpoint.setdefault(d.endpoint_id, []).append(d.pk)
-            else:
-                self.people.append(d.pk)
+        self.deliveries.extend(
+            (d.pk, d.endpoint_id if d.channel == Channel.WEBHOOK else None) for d in deliveries
+        )
 
     def publish(self) -> None:
         if self.published:
             return
         self.published = True
-        groups = [
-            ids[start : start + DISPATCH_GROUP_SIZE]
-            for ids in (self.people, *self.by_endpoint.values())
-            for start in range(0, len(ids), DISPATCH_GROUP_SIZE)
-        ]
+        groups = dispatch_groups(self.deliveries)
         if groups:
             publish_after_commit(groups)
+
+
+def dispatch_groups(deliveries: Iterable[tuple[int, int | None]]) -> list[list[int]]:
+    """Delivery ids, each with its webhook endpoint's id (None for a person's delivery), as
+    dispatch messages: people's together, each endpoint's apart, in the given order, at most
+    ``DISPATCH_GROUP_SIZE`` per message."""
+    by_endpoint: dict[int | None, list[int]] = {}
+    for delivery_id, endpoint_id in deliveries:
+        by_endpoint.setdefault(endpoint_id, []).append(delivery_id)
+    return [
+        ids[start : start + DISPATCH_GROUP_SIZE]
+        for ids in by_endpoint.values()
+        for start in range(0, len(ids), DISPATCH_GROUP_SIZE)
+    ]
 
 
 # The gathering _Dispatch of each connection (connections are per thread).

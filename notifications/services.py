@@ -33,7 +33,7 @@ from notifications.models import (
     Notification,
     WebhookEndpoint,
 )
-from notifications.outbox import emit, enqueue_dispatch
+from notifications.outbox import dispatch_groups, emit, enqueue_dispatch
 from notifications.publisher import publish_after_commit
 from notifications.transports import EndpointGone, TransportError, get_transport
 
@@ -275,22 +275,30 @@ def deliveries_mark_queued(
     interval. Rows locked by a concurrent sweep or a claim in progress are skipped, not waited
     for: each sweep marks (and queues) its own.
     """
+    return [delivery_id for delivery_id, _endpoint in _mark_queued(now=now, limit=limit)]
+
+
+def _mark_queued(
+    *, now: dt.datetime | None = None, limit: int | None = None
+) -> list[tuple[int, int | None]]:
+    """``deliveries_mark_queued``, each id with its webhook endpoint's (None for a person's)."""
     conf = get_conf()
     now = now or timezone.now()
     with transaction.atomic():
-        ids = list(
-            Delivery.objects.filter(_due(now, conf))
+        rows = [
+            (delivery_id, endpoint_id if channel == Channel.WEBHOOK else None)
+            for delivery_id, endpoint_id, channel in Delivery.objects.filter(_due(now, conf))
             .order_by("next_attempt_at", "id")
             .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[: limit or conf.redispatch_batch_size]
-        )
-        if ids:
-            Delivery.objects.filter(pk__in=ids).update(
+            .values_list("id", "endpoint_id", "channel")[: limit or conf.redispatch_batch_size]
+        ]
+        if rows:
+            Delivery.objects.filter(pk__in=[delivery_id for delivery_id, _ in rows]).update(
                 sweep_queued=True,
                 next_attempt_at=now + dt.timedelta(seconds=conf.redispatch_requeue_seconds),
                 updated_at=now,
             )
-    return ids
+    return rows
 
 
 def deliveries_abandon_exhausted(*, now: dt.datetime | None = None) -> int:
@@ -323,12 +331,13 @@ def redispatch(*, inline: bool = False, expires: float | None = None) -> int:
         for delivery_id in ids:
             delivery_attempt(delivery_id=delivery_id)
         return len(ids)
-    ids = deliveries_mark_queued()
-    # One message per delivery, as on commit, so a slow endpoint holds up only its own sends.
-    # If the broker is down they stay pending, and a sweep queues them again after the
-    # re-queue interval.
-    enqueue_dispatch(ids, expires=expires)
-    return len(ids)
+    queued = _mark_queued()
+    # Grouped as on commit (each endpoint's deliveries apart), so a slow endpoint holds up only
+    # its own sends, and one that is down gets one request per group. If the broker is down
+    # they stay pending, and a sweep queues them again after the re-queue interval.
+    if queued:
+        enqueue_dispatch(dispatch_groups(queued), expires=expires)
+    return len(queued)
 
 
 def delivery_retry(*, delivery_id: int) -> bool:

@@ -405,10 +405,28 @@ def test_the_claim_reads_the_claimed_row_with_its_event_endpoint_and_recipient(
 
 @pytest.fixture
 def queued(monkeypatch) -> list[list[int]]:
-    """The ids each non-inline sweep queued (instead of a broker)."""
+    """The ids each non-inline sweep queued (instead of a broker), in its messages' order."""
     sweeps: list[list[int]] = []
-    monkeypatch.setattr(services, "enqueue_dispatch", lambda ids, **kw: sweeps.append(list(ids)))
+
+    def enqueue(groups: list[list[int]], **kwargs: object) -> None:
+        sweeps.append([delivery_id for group in groups for delivery_id in group])
+
+    monkeypatch.setattr(services, "enqueue_dispatch", enqueue)
+    monkeypatch.setattr(services, "_mark_queued", counting_sweeps(sweeps))
     return sweeps
+
+
+def counting_sweeps(sweeps: list[list[int]]):
+    """``_mark_queued`` that also records a sweep that found nothing (it queues no message)."""
+    mark = services._mark_queued
+
+    def marking(**kwargs):
+        rows = mark(**kwargs)
+        if not rows:
+            sweeps.append([])
+        return rows
+
+    return marking
 
 
 @override_settings(NOTIFICATIONS={**NO_GRACE, "REDISPATCH_REQUEUE_SECONDS": 60})

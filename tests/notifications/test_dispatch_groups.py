@@ -270,3 +270,25 @@ def test_the_admin_retry_is_published_like_the_outbox(
     with django_capture_on_commit_callbacks(execute=True):
         assert services.delivery_retry(delivery_id=delivery.pk)
     assert calls == [[[delivery.pk]]]
+
+
+@override_settings(NOTIFICATIONS={"REDISPATCH_GRACE_SECONDS": 0})
+def test_the_sweep_queues_per_endpoint_groups_too(endpoint, other_endpoint, owner, monkeypatch):
+    queued: list[list[int]] = []
+    monkeypatch.setattr(services, "enqueue_dispatch", lambda groups, **kw: queued.extend(groups))
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        emit_many(3, recipients=[{"user_id": owner.pk}])
+        clock.shift(dt.timedelta(seconds=1))
+        assert redispatch() == 12
+    people = list(
+        Delivery.objects.exclude(channel=Channel.WEBHOOK)
+        .order_by("next_attempt_at", "id")
+        .values_list("id", flat=True)
+    )
+    assert sorted(map(sorted, queued)) == sorted(
+        [
+            sorted(people),
+            [d.pk for d in webhooks(endpoint)],
+            [d.pk for d in webhooks(other_endpoint)],
+        ]
+    )
