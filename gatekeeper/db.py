@@ -302,7 +302,7 @@ class _EqualsAny(models.Expression):
     def get_source_expressions(self) -> list[Any]:
         return [self.column, self.values]
 
-    def set_source_expressions(self, exprs: list[Any]) -> None:
+    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
         self.column, self.values = exprs
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:

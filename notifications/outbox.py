@@ -353,7 +353,7 @@ def _dispatch_on_commit(connection: BaseDatabaseWrapper, deliveries: list[Delive
     Deliveries written inside a savepoint that is later rolled back may still ride along in a
     message; their rows never existed, so the claim finds nothing to send.
     """
-    savepoints = set(connection.savepoint_ids)
+    savepoints: set[str | None] = set(connection.savepoint_ids)
     dispatch = _dispatching.get(connection)
     if (
         dispatch is None
