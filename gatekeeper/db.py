@@ -490,14 +490,15 @@ def claim_and_read_many(
     locked first, in primary-key order and skipping any another transaction holds (a worker
     claiming or finishing it, a sweep marking it): two claims of overlapping lists then never
     wait on each other in opposite orders (a deadlock), and a row skipped is someone else's
-    now. The claim's WHERE is re-checked on each locked row, as in ``claim``. Elsewhere: one
-    ``claim_and_read`` per row.
+    now. The claim's WHERE is re-checked on each locked row, as in ``claim``. For one row, and
+    on other databases: ``claim_and_read`` per row.
     """
     if not pks:
         return []
     db = router.db_for_write(model)
     connection = connections[db]
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or len(set(pks)) == 1:
+        # One row: its claim alone, a plain UPDATE by primary key (nothing to order locks for).
         claimed = (
             claim_and_read(
                 model,

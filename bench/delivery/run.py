@@ -7,16 +7,19 @@ this process that verifies each Standard Webhooks signature and counts 2xx answe
 ``webhook-id``.
 
 Each rate is measured the same way: the two workers start idle (listening on a private queue),
-the default queue is filled (N ``bench.noop`` messages, or N outbox events committed, each
-enqueuing its webhook delivery on commit), then both workers are told to consume it at once, and
-the clock runs until the queue is drained (and, for deliveries, every delivery is delivered).
+the default queue is filled (N ``bench.noop`` messages, or N outbox events committed K per
+transaction, ``--per-transaction``, 200 by default, each transaction queuing its webhook
+deliveries on commit in the app's own dispatch groups), then both workers are told to consume it
+at once, and the clock runs until the queue is drained (and, for deliveries, every delivery is
+delivered).
 
 Then the fault run: the same N events, one worker SIGKILLed (with its pool children) once a
 third has arrived, the Redis server killed and restarted on the same port (its queue is gone:
 no persistence), and the redispatch sweep sent as beat would (every 2 s instead of 30 s) until
 every delivery is delivered.
 
-Usage: ``.venv/bin/python bench/delivery/run.py [--quick]`` (``make bench-delivery``).
+Usage: ``.venv/bin/python bench/delivery/run.py [--quick] [--events N] [--per-transaction K]``
+(``make bench-delivery``).
 """
 
 from __future__ import annotations
