@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pgtrigger
 from django.db import IntegrityError, NotSupportedError, connections, models, router, transaction
 from django.db.models import F, Func, OuterRef, Subquery, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, JSONObject
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -275,6 +276,40 @@ class Param(models.Expression):
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         return "%s", [self]
 
+    def bind(self, value: Any, connection: Any) -> Any:
+        return self.output_field.get_db_prep_value(value, connection, prepared=False)
+
+
+class ParamList(Param):
+    """A ``Param`` that is a list of values of ``field`` (bound as one array parameter)."""
+
+    def bind(self, value: Any, connection: Any) -> Any:
+        prep = self.output_field.get_db_prep_value
+        return [prep(v, connection, prepared=False) for v in value]
+
+
+class _EqualsAny(models.Expression):
+    """``column = ANY(array)``: a filter on a list of values bound as one parameter, so the
+    statement's text is the same however many values there are (and compiled once)."""
+
+    conditional = True
+    output_field = models.BooleanField()
+
+    def __init__(self, column: Any, values: Any) -> None:
+        super().__init__()
+        self.column, self.values = column, values
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.column, self.values]
+
+    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
+        self.column, self.values = exprs
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        column, column_params = compiler.compile(self.column)
+        values, values_params = compiler.compile(self.values)
+        return f"{column} = ANY({values})", [*column_params, *values_params]
+
 
 # (alias, model, where, values, ...) -> (sql, params with Params in place). Bounded: a caller
 # passing plain values that change per call gets correct statements, just no reuse.
@@ -296,12 +331,7 @@ def _compiled(key: Any, compile_: Any) -> tuple[str, tuple[Any, ...]]:
 
 
 def _bind(params: Sequence[Any], values: dict[str, Any], connection: Any) -> list[Any]:
-    return [
-        p.output_field.get_db_prep_value(values[p.name], connection, prepared=False)
-        if isinstance(p, Param)
-        else p
-        for p in params
-    ]
+    return [p.bind(values[p.name], connection) if isinstance(p, Param) else p for p in params]
 
 
 def _update_sql(
@@ -320,13 +350,20 @@ def _update_sql(
 
 
 def _claim_where_and_set(
-    model: type[models.Model], claimable: Any, status: str, values: dict[str, Any] | None
+    model: type[models.Model],
+    claimable: Any,
+    status: str,
+    values: dict[str, Any] | None,
+    rows: Any = None,
 ) -> tuple[models.Q, dict[str, Any]]:
     """The claim's WHERE and SET, with its per-call values (the row's id, the claim's token and
-    time) as Params; made only when a statement is compiled."""
+    time) as Params; made only when a statement is compiled. ``rows``: a condition picking the
+    rows instead of the one ``pk``."""
     meta = model._meta
     claimed_at = Param("__claimed_at", meta.get_field("claimed_at"))  # type: ignore[arg-type]
-    where = models.Q(claimable) & models.Q(pk=Param("__pk", meta.pk))  # type: ignore[arg-type]
+    if rows is None:
+        rows = models.Q(pk=Param("__pk", meta.pk))  # type: ignore[arg-type]
+    where = models.Q(claimable) & rows
     return where, {
         **(values or {}),
         "status": status,
@@ -420,30 +457,9 @@ def claim_and_read(
             return None
         return token, manager.using(db).select_related(*related).get(pk=pk)
 
-    parts = _claim_parts(model, related)
-
     def compile_() -> tuple[str, tuple[Any, ...]]:
         where, fields = _claim_where_and_set(model, claimable, status, values)
-        update_sql, update_params = _update_sql(model, db, where, fields)
-        quote = connection.ops.quote_name
-        columns = [
-            f"{alias}.{quote(f.column)}"
-            for part, alias, _fk in parts
-            for f in part._meta.concrete_fields
-        ]
-        joins = [
-            f"LEFT JOIN {quote(part._meta.db_table)} {alias} "
-            f"ON {alias}.{quote(fk.target_field.column)} = claimed.{quote(fk.column)}"
-            for part, alias, fk in parts
-            if fk is not None
-        ]
-        returning = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
-        sql = (
-            # Names from the models' meta, values only as parameters (the ORM built the UPDATE).
-            f"WITH claimed AS ({update_sql} RETURNING {returning}) "  # noqa: S608
-            f"SELECT {', '.join(columns)} FROM claimed {' '.join(joins)}"
-        )
-        return sql, update_params
+        return _claimed_and_joined(model, db, related, where, fields)
 
     sql, template = _compiled(
         _claim_key("claim_and_read", db, model, claimable, status, values, related), compile_
@@ -454,6 +470,118 @@ def claim_and_read(
         row = cursor.fetchone()
     if row is None:
         return None
+    return token, _read_joined(model, connection, db, related, row)
+
+
+def claim_and_read_many(
+    model: type[M],
+    *,
+    pks: Sequence[Any],
+    claimable: Any,
+    status: str,
+    related: tuple[str, ...] = (),
+    values: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+) -> list[tuple[uuid.UUID, M]]:
+    """``claim_and_read`` for several rows at once: those of ``pks`` that are claimable now,
+    each with its token, in the order of their primary keys.
+
+    On PostgreSQL it is one statement, and one token for all the rows it claimed. The rows are
+    locked first, in primary-key order and skipping any another transaction holds (a worker
+    claiming or finishing it, a sweep marking it): two claims of overlapping lists then never
+    wait on each other in opposite orders (a deadlock), and a row skipped is someone else's
+    now. The claim's WHERE is re-checked on each locked row, as in ``claim``. For one row, and
+    on other databases: ``claim_and_read`` per row.
+    """
+    if not pks:
+        return []
+    db = router.db_for_write(model)
+    connection = connections[db]
+    if connection.vendor != "postgresql" or len(set(pks)) == 1:
+        # One row: its claim alone, a plain UPDATE by primary key (nothing to order locks for).
+        claimed = (
+            claim_and_read(
+                model,
+                pk=pk,
+                claimable=claimable,
+                status=status,
+                related=related,
+                values=values,
+                params=params,
+            )
+            for pk in sorted(set(pks))
+        )
+        return [c for c in claimed if c is not None]
+
+    def compile_() -> tuple[str, tuple[Any, ...]]:
+        meta = model._meta
+        quote = connection.ops.quote_name
+        table, pk_column = quote(meta.db_table), quote(meta.pk.column)  # type: ignore[union-attr]
+        # The rows the statement's first part locked (its name, not a value).
+        locked_ids = f"SELECT {pk_column} FROM locked"  # noqa: S608
+        locked = models.Q(pk__in=RawSQL(locked_ids, ()))  # noqa: S611
+        where, fields = _claim_where_and_set(model, claimable, status, values, rows=locked)
+        sql, update_params = _claimed_and_joined(model, db, related, where, fields)
+        pks_param = ParamList("__pks", meta.pk)  # type: ignore[arg-type]
+        lock = (
+            # Names from the model's meta; the ids are one bound array.
+            f"WITH locked AS (SELECT {pk_column} FROM {table} "  # noqa: S608
+            f"WHERE {pk_column} = ANY(%s) ORDER BY {pk_column} FOR UPDATE SKIP LOCKED), "
+        )
+        return (
+            f"{lock}{sql.removeprefix('WITH ')} ORDER BY claimed.{pk_column}",
+            (pks_param, *update_params),
+        )
+
+    sql, template = _compiled(
+        _claim_key("claim_and_read_many", db, model, claimable, status, values, related), compile_
+    )
+    bound, token = _claim_bound(None, params)
+    bound["__pks"] = list(pks)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _bind(template, bound, connection))
+        rows = cursor.fetchall()
+    return [(token, _read_joined(model, connection, db, related, row)) for row in rows]
+
+
+def _claimed_and_joined(
+    model: type[models.Model],
+    db: str,
+    related: tuple[str, ...],
+    where: models.Q,
+    fields: dict[str, Any],
+) -> tuple[str, tuple[Any, ...]]:
+    """The claim's UPDATE returning the claimed rows, each joined to its ``related`` rows:
+    ``WITH claimed AS (UPDATE ... RETURNING ...) SELECT ... FROM claimed LEFT JOIN ...``."""
+    connection = connections[db]
+    parts = _claim_parts(model, related)
+    update_sql, update_params = _update_sql(model, db, where, fields)
+    quote = connection.ops.quote_name
+    columns = [
+        f"{alias}.{quote(f.column)}"
+        for part, alias, _fk in parts
+        for f in part._meta.concrete_fields
+    ]
+    joins = [
+        f"LEFT JOIN {quote(part._meta.db_table)} {alias} "
+        f"ON {alias}.{quote(fk.target_field.column)} = claimed.{quote(fk.column)}"
+        for part, alias, fk in parts
+        if fk is not None
+    ]
+    returning = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
+    sql = (
+        # Names from the models' meta, values only as parameters (the ORM built the UPDATE).
+        f"WITH claimed AS ({update_sql} RETURNING {returning}) "  # noqa: S608
+        f"SELECT {', '.join(columns)} FROM claimed {' '.join(joins)}"
+    )
+    return sql, update_params
+
+
+def _read_joined(
+    model: type[M], connection: Any, db: str, related: tuple[str, ...], row: Sequence[Any]
+) -> M:
+    """The claimed row of a ``_claimed_and_joined`` result, its related rows attached."""
+    parts = _claim_parts(model, related)
     columns = list(row)
     instances: list[models.Model | None] = []
     start = 0
@@ -471,7 +599,7 @@ def claim_and_read(
     for name, instance in zip(related, instances[1:], strict=True):
         # The cache select_related would fill: reading the attribute costs no query.
         model._meta.get_field(name).set_cached_value(claimed, instance)  # type: ignore[union-attr]
-    return token, claimed
+    return claimed
 
 
 def _claim_parts(
@@ -521,6 +649,41 @@ def finish_claim(model: type[models.Model], *, pk: Any, token: uuid.UUID, **valu
     with connection.cursor() as cursor:
         cursor.execute(sql, _bind(template, bound, connection))
         return bool(cursor.rowcount == 1)
+
+
+def finish_claims(
+    model: type[models.Model], *, pks: Sequence[Any], token: uuid.UUID, **values: Any
+) -> int:
+    """``finish_claim`` for several rows claimed with one token (``claim_and_read_many``), in
+    one UPDATE; how many rows were written (those whose claim was still ``token``)."""
+    if not pks:
+        return 0
+    db = router.db_for_write(model)
+    connection = connections[db]
+    if connection.vendor != "postgresql":
+        return sum(finish_claim(model, pk=pk, token=token, **values) for pk in pks)
+    shape = tuple(
+        (name, value if hasattr(value, "resolve_expression") else None)
+        for name, value in values.items()
+    )
+
+    def compile_() -> tuple[str, tuple[Any, ...]]:
+        meta = model._meta
+        where = models.Q(
+            _EqualsAny(F("pk"), ParamList("__pks", meta.pk)),  # type: ignore[arg-type]
+            claim_token=Param("__claim_token", meta.get_field("claim_token")),  # type: ignore[arg-type]
+        )
+        fields = {
+            name: expression or Param(name, meta.get_field(name))  # type: ignore[arg-type]
+            for name, expression in shape
+        }
+        return _update_sql(model, db, where, fields)
+
+    sql, template = _compiled(("finish_claims", db, model, shape), compile_)
+    bound = {**values, "__pks": list(pks), "__claim_token": token}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _bind(template, bound, connection))
+        return int(cursor.rowcount)
 
 
 _Reader = tuple[type[models.Model], list[str], int, list[tuple[int, Any, list[Any]]]]

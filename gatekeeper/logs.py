@@ -8,8 +8,8 @@ formatter, so their lines carry the bound context too.
 Context is bound in one place per layer: django-structlog's request middleware (request id,
 user id), its Celery receivers (task id, the request id of the web request that queued the
 task), ``notifications.outbox.emit`` (event type and key, initiative key) and
-``notifications.services.delivery_attempt`` (delivery id, event type, channel). ``bind_event``
-below is what the latter two call.
+``notifications.services.deliveries_attempt`` (per delivery sent: its id, event type, channel).
+``bind_event`` below is what the latter two call.
 """
 
 from __future__ import annotations

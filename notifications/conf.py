@@ -8,9 +8,11 @@ timeout; ``notifications.checks`` still verifies the timeout exceeds every delay
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 from gatekeeper.env import env_bool, env_int
 
@@ -57,7 +59,30 @@ def _defaults() -> dict[str, int | bool]:
     }
 
 
+# Read once per process: every commit (the publisher) and every delivery asks for it. Dropped
+# when a test overrides ``settings.NOTIFICATIONS`` (Django's ``setting_changed``); the
+# environment is read at start-up only.
+_conf: DeliveryConf | None = None
+
+
 def get_conf() -> DeliveryConf:
+    global _conf
+    conf = _conf
+    if conf is None:
+        conf = _conf = _read_conf()
+    return conf
+
+
+def _forget_conf(*, setting: str, **kwargs: Any) -> None:
+    global _conf
+    if setting == "NOTIFICATIONS":
+        _conf = None
+
+
+setting_changed.connect(_forget_conf)
+
+
+def _read_conf() -> DeliveryConf:
     values = {**_defaults(), **getattr(settings, "NOTIFICATIONS", {})}
     conf = DeliveryConf(
         max_attempts=int(values["MAX_ATTEMPTS"]),

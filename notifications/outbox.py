@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -51,6 +52,10 @@ from notifications.models import Channel, Delivery, Event, WebhookEndpoint, even
 from notifications.publisher import publish_after_commit
 
 logger = logging.getLogger(__name__)
+
+# Deliveries per dispatch message at most: with ``services.GROUP_SEND_BUDGET_SECONDS``, a
+# group's worst case stays well inside the dispatch task's 120 s time limit.
+DISPATCH_GROUP_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -275,13 +280,91 @@ def _insert_all_once(
 def _deliver(events: list[Event], users: dict[int, Any], endpoints_version: str | None) -> None:
     deliveries = _deliveries_for(events, users, endpoints_version)
     logger.info("deliveries written", extra={"deliveries": len(deliveries)})
-    # People's deliveries (emails, in-app notes: local and quick) travel in one message; each
-    # webhook gets its own, so a slow or dead receiver never holds up anyone's mail.
-    people = [d.pk for d in deliveries if d.channel != Channel.WEBHOOK]
-    groups = [people] if people else []
-    groups += [[d.pk] for d in deliveries if d.channel == Channel.WEBHOOK]
-    if groups:
-        transaction.on_commit(lambda: publish_after_commit(groups), using=_connection().alias)
+    if deliveries:
+        _dispatch_on_commit(_connection(), deliveries)
+
+
+@dataclass
+class _Dispatch:
+    """The dispatch messages of one transaction's deliveries: every ``_deliver`` in it adds its
+    own, and they are published together once it commits.
+
+    People's deliveries (e-mails, in-app notes: local and quick) travel together; webhook
+    deliveries travel per endpoint, so a slow or dead receiver holds up only its own deliveries,
+    never another endpoint's or anyone's mail. A transaction that emits many events (a sweep's
+    chunk, a service emitting in a loop) sends each endpoint its deliveries in a few messages of
+    up to ``DISPATCH_GROUP_SIZE``, claimed together and sent in the order they were written,
+    instead of one message each.
+    """
+
+    # ``connection.run_on_commit`` when it began: Django replaces that list when the
+    # transaction ends and when a savepoint is rolled back, so it tells whether this is still
+    # the same stretch of the same transaction.
+    hooks: list[Any]
+    # The savepoints open when its on-commit callback was registered: the callback survives
+    # unless one of them is rolled back (``savepoint_rollback`` drops the callbacks registered
+    # inside it), so it may carry the deliveries of any block nested inside them.
+    savepoints: set[str | None]
+
+    deliveries: list[tuple[int, int | None]] = field(default_factory=list)
+    published: bool = False
+
+    def add(self, deliveries: list[Delivery]) -> None:
+        self.deliveries.extend(
+            (d.pk, d.endpoint_id if d.channel == Channel.WEBHOOK else None) for d in deliveries
+        )
+
+    def publish(self) -> None:
+        if self.published:
+            return
+        self.published = True
+        groups = dispatch_groups(self.deliveries)
+        if groups:
+            publish_after_commit(groups)
+
+
+def dispatch_groups(deliveries: Iterable[tuple[int, int | None]]) -> list[list[int]]:
+    """Delivery ids, each with its webhook endpoint's id (None for a person's delivery), as
+    dispatch messages: people's together, each endpoint's apart, in the given order, at most
+    ``DISPATCH_GROUP_SIZE`` per message."""
+    by_endpoint: dict[int | None, list[int]] = {}
+    for delivery_id, endpoint_id in deliveries:
+        by_endpoint.setdefault(endpoint_id, []).append(delivery_id)
+    return [
+        ids[start : start + DISPATCH_GROUP_SIZE]
+        for ids in by_endpoint.values()
+        for start in range(0, len(ids), DISPATCH_GROUP_SIZE)
+    ]
+
+
+# The gathering _Dispatch of each connection (connections are per thread).
+_dispatching: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Dispatch] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _dispatch_on_commit(connection: BaseDatabaseWrapper, deliveries: list[Delivery]) -> None:
+    """Have ``deliveries`` dispatched when the transaction commits, in the messages of the
+    transaction's ``_Dispatch``; one on-commit callback per ``_Dispatch``.
+
+    Deliveries join the open one only when its callback runs whenever theirs would: same
+    transaction, no savepoint rolled back since it began (``hooks``), and written inside every
+    savepoint its callback was registered in. Otherwise a new one starts, with its own callback.
+    Deliveries written inside a savepoint that is later rolled back may still ride along in a
+    message; their rows never existed, so the claim finds nothing to send.
+    """
+    savepoints: set[str | None] = set(connection.savepoint_ids)
+    dispatch = _dispatching.get(connection)
+    if (
+        dispatch is None
+        or dispatch.published
+        or dispatch.hooks is not connection.run_on_commit
+        or not dispatch.savepoints <= savepoints
+    ):
+        dispatch = _Dispatch(hooks=connection.run_on_commit, savepoints=savepoints)
+        _dispatching[connection] = dispatch
+        transaction.on_commit(dispatch.publish, using=connection.alias)
+    dispatch.add(deliveries)
 
 
 def _recipient_list(payload: dict[str, Any]) -> list[dict[str, Any]]:

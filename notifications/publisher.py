@@ -25,6 +25,8 @@ import queue
 import threading
 from collections.abc import Callable
 
+from notifications.conf import get_conf
+
 logger = logging.getLogger(__name__)
 
 Groups = list[list[int]]
@@ -111,8 +113,12 @@ atexit.register(publisher.flush, 5.0)
 
 def publish_after_commit(groups: Groups) -> None:
     """Queue the dispatch messages of committed deliveries (an on-commit callback): on the
-    publisher thread, or right here when tasks run eagerly or background publishing is off."""
-    from notifications.conf import get_conf
+    publisher thread, or right here when tasks run eagerly or background publishing is off.
+
+    The one place that decides, for the outbox and the admin's retry alike. Both settings are
+    looked up per call, cheaply: ``get_conf`` is read once per process (again only when a test
+    overrides ``settings.NOTIFICATIONS``), and tests switch eager mode on and off.
+    """
     from notifications.tasks import dispatch
 
     if dispatch.app.conf.task_always_eager or not get_conf().publish_in_background:

@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from gatekeeper import retry
-from gatekeeper.db import Param, claim_and_read, finish_claim
+from gatekeeper.db import Param, claim_and_read_many, finish_claim, finish_claims
 from gatekeeper.logs import bind_event
 from notifications.conf import DeliveryConf, get_conf
-from notifications.models import Delivery, DeliveryStatus, Notification, WebhookEndpoint
-from notifications.outbox import emit, enqueue_dispatch
+from notifications.models import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Notification,
+    WebhookEndpoint,
+)
+from notifications.outbox import dispatch_groups, emit, enqueue_dispatch
+from notifications.publisher import publish_after_commit
 from notifications.transports import EndpointGone, TransportError, get_transport
 
 logger = logging.getLogger(__name__)
@@ -46,8 +55,17 @@ def backoff_seconds(attempt: int, *, conf: DeliveryConf, retry_after: float | No
 @dataclass(frozen=True)
 class DeliveryResult:
     delivery_id: int
-    status: str  # "delivered", "retry", "dead", or "skipped" (not claimable by us now)
+    # "delivered", "retry", "dead", "skipped" (not claimable by us now), or "released"
+    # (claimed, then given back unsent: see ``deliveries_attempt``)
+    status: str
     detail: str = ""
+    next_attempt_at: dt.datetime | None = None  # of a "retry"
+
+
+# A group starts no new send after this long (a send may take 10 s to connect and 10 s between
+# bytes); the rest go back to the queue, so the time limit never kills a group and leaves its
+# unsent deliveries claimed until the lease runs out.
+GROUP_SEND_BUDGET_SECONDS = 60.0
 
 
 def _claimable(now: Any, conf: DeliveryConf, *, lease_cutoff: Any = None) -> Q:
@@ -72,20 +90,88 @@ _LEASE_CUTOFF = Param("lease_cutoff", Delivery._meta.get_field("claimed_at"))  #
 
 def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
     """Claim and send one delivery if it is due; a no-op if it is done or someone holds it."""
+    return deliveries_attempt(delivery_ids=[delivery_id])[0]
+
+
+def deliveries_attempt(*, delivery_ids: Sequence[int]) -> list[DeliveryResult]:
+    """Claim the due ones of ``delivery_ids`` and send them, in id order (the order their
+    transaction wrote them in); one result per id given, in that order.
+
+    One statement claims them all (``claim_and_read_many``); ids that are done, not due or held
+    by another worker are "skipped". Each delivery's outcome is written as soon as it is known,
+    so a worker killed mid-group has made at most the send in flight without recording it: the
+    sweep re-sends that one, with its webhook-id, once the lease runs out; the ones not yet
+    sent wait for the lease too, unsent.
+
+    After a failed webhook send, the endpoint's other deliveries in the group are not sent:
+    they are released (pending again, the attempt they were claimed for given back) and become
+    due when the failed one is, so a receiver that is down gets one request per group, not one
+    per delivery, and the sweep brings them back under the usual backoff. Other endpoints' and
+    people's deliveries in the group carry on. A group still sending after
+    ``GROUP_SEND_BUDGET_SECONDS`` stops there and queues the rest in a new message, well inside
+    the task's time limit.
+    """
     conf = get_conf()
+    started = time.monotonic()
     now = timezone.now()
-    claimed = claim_and_read(
+    claimed = claim_and_read_many(
         Delivery,
-        pk=delivery_id,
+        pks=delivery_ids,
         claimable=_claimable(_NOW, conf, lease_cutoff=_LEASE_CUTOFF),
         params={"now": now, "lease_cutoff": now - dt.timedelta(seconds=conf.claim_lease_seconds)},
         status=DeliveryStatus.SENDING,
         related=_CLAIM_RELATED,
         values={"sweep_queued": False},
     )
-    if claimed is None:
-        return DeliveryResult(delivery_id, "skipped")
-    token, delivery = claimed
+    results: dict[int, DeliveryResult] = {}
+    for index, (token, delivery) in enumerate(claimed):
+        if delivery.pk in results:
+            continue  # released after an earlier failure to its endpoint
+        if time.monotonic() - started > GROUP_SEND_BUDGET_SECONDS:
+            rest = [(t, d) for t, d in claimed[index:] if d.pk not in results]
+            results.update(_release(rest, until=timezone.now(), why="out of time"))
+            enqueue_dispatch([[d.pk for _t, d in rest]])
+            break
+        result = _send(token, delivery, conf)
+        results[delivery.pk] = result
+        if result.status in ("retry", "dead") and delivery.channel == Channel.WEBHOOK:
+            held = [
+                (t, d)
+                for t, d in claimed[index + 1 :]
+                if d.endpoint_id == delivery.endpoint_id and d.pk not in results
+            ]
+            until = result.next_attempt_at or timezone.now()
+            results.update(_release(held, until=until, why=f"delivery {delivery.pk} failed"))
+    return [results.get(i) or DeliveryResult(i, "skipped") for i in delivery_ids]
+
+
+def _release(
+    claimed: Sequence[tuple[uuid.UUID, Delivery]], *, until: dt.datetime, why: str
+) -> dict[int, DeliveryResult]:
+    """Give claimed, unsent deliveries back: pending, due at ``until``, their attempt uncounted
+    (nothing was sent). One statement per claim token (one in all on PostgreSQL)."""
+    by_token: dict[uuid.UUID, list[int]] = {}
+    for token, delivery in claimed:
+        by_token.setdefault(token, []).append(delivery.pk)
+    now = timezone.now()
+    for token, ids in by_token.items():
+        finish_claims(
+            Delivery,
+            pks=ids,
+            token=token,
+            status=DeliveryStatus.PENDING,
+            attempts=F("attempts") - 1,
+            next_attempt_at=until,
+            claim_token=None,
+            updated_at=now,
+        )
+    if claimed:
+        logger.info("deliveries released unsent: %s", why, extra={"deliveries": len(claimed)})
+    return {d.pk: DeliveryResult(d.pk, "released", why) for _t, d in claimed}
+
+
+def _send(token: uuid.UUID, delivery: Delivery, conf: DeliveryConf) -> DeliveryResult:
+    """Send one claimed delivery and record the outcome while the claim is ours."""
     event = delivery.event
     # The event's own key: the context the message was queued with is that of the last event
     # its transaction emitted, which for a sweep's chunk is another event's.
@@ -93,7 +179,7 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
         event.type,
         event.payload,
         event_key=event.key,
-        delivery=delivery_id,
+        delivery=delivery.pk,
         channel=delivery.channel,
     )
     try:
@@ -108,7 +194,7 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
         # A bug or an unexpected library error: retried like a transient failure so it is
         # visible in the admin and dead-lettered eventually instead of looping forever.
         logger.exception(
-            "delivery %s: unexpected error in %s transport", delivery_id, delivery.channel
+            "delivery %s: unexpected error in %s transport", delivery.pk, delivery.channel
         )
         return _record_failure(
             delivery, token, TransportError(f"{type(exc).__name__}: {exc}"), conf
@@ -116,7 +202,7 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
     finished = timezone.now()
     finish_claim(
         Delivery,
-        pk=delivery_id,
+        pk=delivery.pk,
         token=token,
         status=DeliveryStatus.DELIVERED,
         delivered_at=finished,
@@ -126,7 +212,7 @@ def delivery_attempt(*, delivery_id: int) -> DeliveryResult:
         last_status_code=status_code,
         updated_at=finished,
     )
-    return DeliveryResult(delivery_id, "delivered")
+    return DeliveryResult(delivery.pk, "delivered")
 
 
 def _record_failure(
@@ -140,19 +226,18 @@ def _record_failure(
         "last_status_code": exc.status_code,
         "updated_at": finished,
     }
+    next_attempt_at = None
     if exc.permanent or delivery.attempts >= conf.max_attempts:
         fields.update(status=DeliveryStatus.DEAD, next_attempt_at=None)
         result = "dead"
         logger.warning("delivery %s dead-lettered: %s", delivery.pk, error)
     else:
         delay = backoff_seconds(delivery.attempts, conf=conf, retry_after=exc.retry_after)
-        fields.update(
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=finished + dt.timedelta(seconds=delay),
-        )
+        next_attempt_at = finished + dt.timedelta(seconds=delay)
+        fields.update(status=DeliveryStatus.PENDING, next_attempt_at=next_attempt_at)
         result = "retry"
     finish_claim(Delivery, pk=delivery.pk, token=token, **fields)
-    return DeliveryResult(delivery.pk, result, error)
+    return DeliveryResult(delivery.pk, result, error, next_attempt_at)
 
 
 def _due(now: dt.datetime, conf: DeliveryConf) -> Q:
@@ -190,22 +275,30 @@ def deliveries_mark_queued(
     interval. Rows locked by a concurrent sweep or a claim in progress are skipped, not waited
     for: each sweep marks (and queues) its own.
     """
+    return [delivery_id for delivery_id, _endpoint in _mark_queued(now=now, limit=limit)]
+
+
+def _mark_queued(
+    *, now: dt.datetime | None = None, limit: int | None = None
+) -> list[tuple[int, int | None]]:
+    """``deliveries_mark_queued``, each id with its webhook endpoint's (None for a person's)."""
     conf = get_conf()
     now = now or timezone.now()
     with transaction.atomic():
-        ids = list(
-            Delivery.objects.filter(_due(now, conf))
+        rows = [
+            (delivery_id, endpoint_id if channel == Channel.WEBHOOK else None)
+            for delivery_id, endpoint_id, channel in Delivery.objects.filter(_due(now, conf))
             .order_by("next_attempt_at", "id")
             .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[: limit or conf.redispatch_batch_size]
-        )
-        if ids:
-            Delivery.objects.filter(pk__in=ids).update(
+            .values_list("id", "endpoint_id", "channel")[: limit or conf.redispatch_batch_size]
+        ]
+        if rows:
+            Delivery.objects.filter(pk__in=[delivery_id for delivery_id, _ in rows]).update(
                 sweep_queued=True,
                 next_attempt_at=now + dt.timedelta(seconds=conf.redispatch_requeue_seconds),
                 updated_at=now,
             )
-    return ids
+    return rows
 
 
 def deliveries_abandon_exhausted(*, now: dt.datetime | None = None) -> int:
@@ -238,12 +331,13 @@ def redispatch(*, inline: bool = False, expires: float | None = None) -> int:
         for delivery_id in ids:
             delivery_attempt(delivery_id=delivery_id)
         return len(ids)
-    ids = deliveries_mark_queued()
-    # One message per delivery, as on commit, so a slow endpoint holds up only its own sends.
-    # If the broker is down they stay pending, and a sweep queues them again after the
-    # re-queue interval.
-    enqueue_dispatch(ids, expires=expires)
-    return len(ids)
+    queued = _mark_queued()
+    # Grouped as on commit (each endpoint's deliveries apart), so a slow endpoint holds up only
+    # its own sends, and one that is down gets one request per group. If the broker is down
+    # they stay pending, and a sweep queues them again after the re-queue interval.
+    if queued:
+        enqueue_dispatch(dispatch_groups(queued), expires=expires)
+    return len(queued)
 
 
 def delivery_retry(*, delivery_id: int) -> bool:
@@ -260,7 +354,8 @@ def delivery_retry(*, delivery_id: int) -> bool:
             updated_at=now,
         )
         if changed:
-            transaction.on_commit(lambda: enqueue_dispatch([delivery_id]))
+            # As the outbox does: the publisher decides between inline and its thread.
+            transaction.on_commit(lambda: publish_after_commit([[delivery_id]]))
     return changed == 1
 
 

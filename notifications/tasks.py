@@ -19,13 +19,15 @@ from notifications import services
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=3,
-    # Well above a send's timeouts (10 s to connect, 10 s between bytes). A send hung past it
-    # is killed; its message is rejected back to the queue, and once the claim's lease runs
-    # out the sweep retries the delivery.
+    # Well above a send's timeouts (10 s to connect, 10 s between bytes) and a group's send
+    # budget (services.GROUP_SEND_BUDGET_SECONDS, 60 s, after which a group re-queues its
+    # rest). A send hung past it is killed; its message is rejected back to the queue, and
+    # once the claim's lease runs out the sweep retries the group's unfinished deliveries.
     time_limit=120,
 )
 def dispatch(delivery_ids: list[int]) -> list[str]:
-    return [services.delivery_attempt(delivery_id=i).status for i in delivery_ids]
+    # A group: one endpoint's deliveries, or people's, from one transaction or one sweep.
+    return [r.status for r in services.deliveries_attempt(delivery_ids=delivery_ids)]
 
 
 @app.task(name="notifications.redispatch", time_limit=120)

@@ -10,7 +10,9 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -71,3 +73,21 @@ class ThrowawayRedis:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
+
+
+class PostHandler(BaseHTTPRequestHandler):
+    """A quiet request handler for test receivers that reads a POST's whole body."""
+
+    def read_body(self) -> bytes | None:
+        """The request's body, or None if it ended before its ``Content-Length``: its sender was
+        killed mid-request (a fault test's SIGKILL). Nothing can answer such a request, so the
+        connection is closed; it is neither a delivery nor a bad signature."""
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length)
+        if len(body) < length:
+            self.close_connection = True
+            return None
+        return body
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

@@ -7,16 +7,19 @@ this process that verifies each Standard Webhooks signature and counts 2xx answe
 ``webhook-id``.
 
 Each rate is measured the same way: the two workers start idle (listening on a private queue),
-the default queue is filled (N ``bench.noop`` messages, or N outbox events committed, each
-enqueuing its webhook delivery on commit), then both workers are told to consume it at once, and
-the clock runs until the queue is drained (and, for deliveries, every delivery is delivered).
+the default queue is filled (N ``bench.noop`` messages, or N outbox events committed K per
+transaction, ``--per-transaction``, 200 by default, each transaction queuing its webhook
+deliveries on commit in the app's own dispatch groups), then both workers are told to consume it
+at once, and the clock runs until the queue is drained (and, for deliveries, every delivery is
+delivered).
 
 Then the fault run: the same N events, one worker SIGKILLed (with its pool children) once a
 third has arrived, the Redis server killed and restarted on the same port (its queue is gone:
 no persistence), and the redispatch sweep sent as beat would (every 2 s instead of 30 s) until
 every delivery is delivered.
 
-Usage: ``.venv/bin/python bench/delivery/run.py [--quick]`` (``make bench-delivery``).
+Usage: ``.venv/bin/python bench/delivery/run.py [--quick] [--events N] [--per-transaction K]``
+(``make bench-delivery``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ from bench.http.infra import (  # noqa: E402
     throwaway_database,
     wait_for,
 )
+from tests.servers import PostHandler  # noqa: E402
 
 TARGET_RATIO = 0.5
 IDLE_QUEUE = f"bench-idle-{os.getpid()}"
@@ -68,7 +72,7 @@ class Receiver:
         self._lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(PostHandler):
             protocol_version = "HTTP/1.1"
 
             def handle_one_request(self) -> None:
@@ -83,12 +87,10 @@ class Receiver:
             def do_POST(self) -> None:
                 from standardwebhooks import Webhook
 
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length)
-                if len(body) < length:
+                body = self.read_body()
+                if body is None:
                     with receiver._lock:
                         receiver.cut_off += 1
-                    self.close_connection = True
                     return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status = 200
@@ -107,9 +109,6 @@ class Receiver:
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -137,8 +136,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 events, a few seconds each")
     parser.add_argument("--events", type=int, help="events per run (default 10000)")
+    parser.add_argument(
+        "--per-transaction",
+        type=int,
+        default=200,
+        metavar="K",
+        help="events emitted per committed transaction (default 200, as a sweep's chunk; 1: "
+        "each event its own commit, so each delivery its own dispatch message)",
+    )
     args = parser.parse_args()
     n = args.events or (500 if args.quick else 10_000)
+    if args.per_transaction < 1:
+        parser.error("--per-transaction must be at least 1")
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp,
@@ -161,7 +170,7 @@ def main() -> int:
                 "LOG_LEVEL": "WARNING",
             }
             os.environ.update(env)
-            return Bench(work, env, redis, receiver, n).run()
+            return Bench(work, env, redis, receiver, n, args.per_transaction).run()
         finally:
             receiver.close()
             redis.stop()
@@ -169,9 +178,16 @@ def main() -> int:
 
 class Bench:
     def __init__(
-        self, work: Path, env: dict[str, str], redis: ThrowawayRedis, receiver: Receiver, n: int
+        self,
+        work: Path,
+        env: dict[str, str],
+        redis: ThrowawayRedis,
+        receiver: Receiver,
+        n: int,
+        per_transaction: int,
     ) -> None:
         self.work, self.env, self.redis, self.receiver, self.n = work, env, redis, receiver, n
+        self.per_transaction = per_transaction
         self.generation = 0
         self.noop_cpu: dict[str, float] = {}
 
@@ -234,7 +250,14 @@ class Bench:
         plain = self.deliveries(fault=False)
         print(f"plain: { {k: v for k, v in plain.items() if k != 'cpu'} }", flush=True)
         faulty = self.deliveries(fault=True)
-        return report(self.n, noop_rate, plain, faulty, noop_cpu=self.noop_cpu)
+        return report(
+            self.n,
+            noop_rate,
+            plain,
+            faulty,
+            noop_cpu=self.noop_cpu,
+            per_transaction=self.per_transaction,
+        )
 
     # --- workers --------------------------------------------------------------------------------
 
@@ -351,9 +374,10 @@ class Bench:
 
         from notifications.outbox import emit
 
-        for start in range(0, self.n, 200):
+        step = self.per_transaction
+        for start in range(0, self.n, step):
             with transaction.atomic():
-                for i in range(start, min(start + 200, self.n)):
+                for i in range(start, min(start + step, self.n)):
                     emit(
                         "initiative.stalled",
                         {"initiative": {"id": i, "key": f"AI-{i:05d}"}, "recipients": []},
@@ -489,10 +513,12 @@ def report(
     faulty: dict[str, Any],
     *,
     noop_cpu: dict[str, float] | None = None,
+    per_transaction: int = 200,
 ) -> int:
     print(
-        f"\nP4 delivery: {n} events, 2 workers (prefork -c 2), throwaway Redis, "
-        f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), receiver on 127.0.0.1"
+        f"\nP4 delivery: {n} events ({per_transaction} per transaction), 2 workers (prefork -c 2),"
+        f" throwaway Redis, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}),"
+        " receiver on 127.0.0.1"
     )
     print(f"celery no-op task rate:        {noop_rate:8.1f} tasks/s")
     print(f"webhook delivery rate:         {plain['rate']:8.1f} deliveries/s")

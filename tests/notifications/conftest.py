@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from gatekeeper.celery import app as celery_app
 from notifications.destinations import close_shared_webhook_client
 from notifications.models import WebhookEndpoint
 from tests.factories import UserFactory
-from tests.servers import ThrowawayRedis, wait_for
+from tests.servers import PostHandler, ThrowawayRedis, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,14 +72,12 @@ class Receiver:
         self._lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(PostHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length)
-                if len(body) < length:
+                body = self.read_body()
+                if body is None:
                     with receiver._lock:
                         receiver.cut_off += 1
-                    self.close_connection = True
                     return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with receiver._lock:
@@ -105,9 +103,6 @@ class Receiver:
                     self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

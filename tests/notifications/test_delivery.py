@@ -336,7 +336,7 @@ def test_the_claim_and_the_result_are_compiled_once_and_bound_per_delivery(
 def test_a_result_from_a_claim_that_was_taken_over_is_not_written(endpoint):
     delivery = emit_webhook()
     conf = get_conf()
-    claimed = services.claim_and_read(
+    claimed = gatekeeper_db.claim_and_read(
         Delivery,
         pk=delivery.pk,
         claimable=services._claimable(timezone.now(), conf),
@@ -366,7 +366,7 @@ def test_the_claim_reads_the_claimed_row_with_its_event_endpoint_and_recipient(
     conf = get_conf()
     claimed = []
     for delivery in (in_app, hook):
-        result = services.claim_and_read(
+        result = gatekeeper_db.claim_and_read(
             Delivery,
             pk=delivery.pk,
             claimable=services._claimable(timezone.now(), conf),
@@ -390,7 +390,7 @@ def test_the_claim_reads_the_claimed_row_with_its_event_endpoint_and_recipient(
     assert refreshed(in_app).claim_token == token
     # Taken: a second claim gets nothing.
     assert (
-        services.claim_and_read(
+        gatekeeper_db.claim_and_read(
             Delivery,
             pk=in_app.pk,
             claimable=services._claimable(timezone.now(), conf),
@@ -405,10 +405,28 @@ def test_the_claim_reads_the_claimed_row_with_its_event_endpoint_and_recipient(
 
 @pytest.fixture
 def queued(monkeypatch) -> list[list[int]]:
-    """The ids each non-inline sweep queued (instead of a broker)."""
+    """The ids each non-inline sweep queued (instead of a broker), in its messages' order."""
     sweeps: list[list[int]] = []
-    monkeypatch.setattr(services, "enqueue_dispatch", lambda ids, **kw: sweeps.append(list(ids)))
+
+    def enqueue(groups: list[list[int]], **kwargs: object) -> None:
+        sweeps.append([delivery_id for group in groups for delivery_id in group])
+
+    monkeypatch.setattr(services, "enqueue_dispatch", enqueue)
+    monkeypatch.setattr(services, "_mark_queued", counting_sweeps(sweeps))
     return sweeps
+
+
+def counting_sweeps(sweeps: list[list[int]]):
+    """``_mark_queued`` that also records a sweep that found nothing (it queues no message)."""
+    mark = services._mark_queued
+
+    def marking(**kwargs):
+        rows = mark(**kwargs)
+        if not rows:
+            sweeps.append([])
+        return rows
+
+    return marking
 
 
 @override_settings(NOTIFICATIONS={**NO_GRACE, "REDISPATCH_REQUEUE_SECONDS": 60})

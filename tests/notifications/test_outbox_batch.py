@@ -42,7 +42,7 @@ def test_deliveries_of_a_batch_are_written_together_when_it_ends(
     assert Delivery.objects.filter(event=second, channel=Channel.IN_APP).count() == 2
     assert Delivery.objects.filter(event=second, endpoint=endpoint).count() == 1
     # One dispatch for the whole batch (the other on-commit callbacks count metrics).
-    dispatches = [c for c in callbacks if "_deliver" in c.__qualname__]
+    dispatches = [c for c in callbacks if c.__qualname__ == "_Dispatch.publish"]
     assert len(dispatches) == 1
 
 
