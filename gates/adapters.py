@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.urls import reverse
 
+from gatekeeper.compiled import CompiledRead, Param
 from gates import selectors
 from gates.criteria import run_check
 from gates.models import (
@@ -34,7 +36,7 @@ from gates.models import (
     ReviewState,
 )
 from gates.quorum import quorum
-from programs.models import MilestoneStatus
+from programs.models import Milestone, MilestoneStatus
 from programs.ports import ChecklistLine, EvidenceLine, GatePanel, GateVerdict, ReviewLine
 from programs.stages import GATE_INTO, Stage
 
@@ -72,6 +74,19 @@ def _just_decided(initiative_id: int, code: str) -> _Decided | None:
     ):
         return None
     return decided
+
+
+def _open_conditions() -> QuerySet[Milestone, str]:
+    initiative = Milestone._meta.get_field("initiative").target_field  # type: ignore[union-attr]
+    return Milestone.objects.filter(
+        initiative_id=Param("initiative_id", initiative),
+        is_gate_condition=True,
+        status=MilestoneStatus.OPEN,
+    ).values_list("title", flat=True)
+
+
+# Compiled once per connection (gatekeeper.compiled): every move through a gate asks it.
+_OPEN_CONDITIONS = CompiledRead(Milestone, _open_conditions)
 
 
 class GateReviewPort:
@@ -112,11 +127,7 @@ class GateReviewPort:
                     f"gate {code} review #{approved.pk} is marked approved but its approvals "
                     f"do not meet its policy ({result.reason})"
                 )
-        open_conditions = list(
-            initiative.milestones.filter(
-                is_gate_condition=True, status=MilestoneStatus.OPEN
-            ).values_list("title", flat=True)
-        )
+        open_conditions = _OPEN_CONDITIONS(initiative_id=initiative.pk)
         unmet.extend(f"gate condition '{t}' is still open" for t in open_conditions)
         return GateVerdict(
             approved=not unmet,

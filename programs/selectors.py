@@ -13,7 +13,9 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from gatekeeper.compiled import CompiledRead
 from gatekeeper.db import (
+    Param,
     first_related_row,
     first_related_row_reader,
     related_rows,
@@ -159,12 +161,26 @@ def stall_deadline(
 
 def metrics_missing_baseline_or_target(initiative: Initiative) -> list[str]:
     """Why no success metric of ``initiative`` can yet be judged (G1's own check); [] if one can."""
-    if (
-        initiative.pk is None  # not saved yet, so no metrics
-        or not initiative.metrics.filter(baseline__isnull=False, target__isnull=False).exists()
-    ):
+    if initiative.pk is None or not _JUDGED_METRIC(initiative_id=initiative.pk):  # unsaved: none
         return ["at least one success metric needs both a baseline and a target"]
     return []
+
+
+def _judged_metric() -> QuerySet[SuccessMetric, int]:
+    initiative = SuccessMetric._meta.get_field("initiative").target_field  # type: ignore[union-attr]
+    return (
+        SuccessMetric.objects.filter(
+            initiative_id=Param("initiative_id", initiative),
+            baseline__isnull=False,
+            target__isnull=False,
+        )
+        .order_by()
+        .values_list("pk", flat=True)[:1]
+    )
+
+
+# Compiled once per connection (gatekeeper.compiled): G1's guard asks it on every move into pilot.
+_JUDGED_METRIC = CompiledRead(SuccessMetric, _judged_metric)
 
 
 # --- what the admin and the API list ----------------------------------------------------------
