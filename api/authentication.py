@@ -8,8 +8,10 @@ from typing import Any
 
 from axes.conf import settings  # Django settings with axes defaults filled in
 from axes.handlers.proxy import AxesProxyHandler
-from axes.helpers import get_cool_off
+from axes.helpers import get_client_ip_address, get_cool_off
 from django.contrib.auth.signals import user_login_failed
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -28,6 +30,20 @@ _TOKEN = re.compile(rb"[0-9A-Za-z_-]{1,200}")
 # and the label gives nothing away.
 API_TOKEN_LABEL = "api-token:"
 _PREFIX_LENGTH = 8
+
+# Asking axes whether an address is locked is a query on every token request. Its "allowed" is
+# kept in the shared cache per address instead, and every failed sign-in from the address (a
+# refused token or a wrong password: user_login_failed, as axes itself counts them) replaces it
+# with a "failed" mark before that request is answered, so the next request asks the database
+# again and a lockout applies from the very next request, as before. The mark outlives the
+# cool-off and "allowed" is only ever added, never written over it: a check that read the
+# database before a failure can't store a stale "allowed" after it. "allowed" also expires, so
+# what no signal announces (an address newly blacklisted in the settings) is read within a
+# minute. Only with a cache every process shares (Redis): a per-process cache would not see
+# another process's failures.
+_ADDRESS_KEY = "api-token-address:{}"
+_ALLOWED, _FAILED = "allowed", "failed"
+_ALLOWED_SECONDS = 60
 
 
 class TooManyFailedLogins(exceptions.APIException):
@@ -68,6 +84,35 @@ def _locked_out(request: HttpRequest) -> TooManyFailedLogins:
     return TooManyFailedLogins(int(cool_off.total_seconds()) if cool_off else 0)
 
 
+def _address_key(request: HttpRequest) -> str | None:
+    if not isinstance(caches["default"], RedisCache):
+        return None
+    address = get_client_ip_address(request)
+    return _ADDRESS_KEY.format(address) if address else None
+
+
+def _address_allowed(request: HttpRequest, credentials: dict[str, Any]) -> bool:
+    key = _address_key(request)
+    if key is not None and cache.get(key) == _ALLOWED:
+        return True
+    if not AxesProxyHandler.is_allowed(request, credentials):
+        return False
+    if key is not None:
+        cache.add(key, _ALLOWED, _ALLOWED_SECONDS)
+    return True
+
+
+def mark_failed_address(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """user_login_failed receiver (connected in ApiConfig.ready, before any request)."""
+    http_request = getattr(request, "_request", request)
+    key = _address_key(http_request) if http_request is not None else None
+    if key is not None:
+        cool_off = get_cool_off(http_request)
+        seconds = int(cool_off.total_seconds()) if cool_off else 0
+        # Past the cool-off: by then the failure no longer counts, and the next check says so.
+        cache.set(key, _FAILED, seconds + _ALLOWED_SECONDS)
+
+
 def _record_failure(request: HttpRequest, credentials: dict[str, Any]) -> bool:
     """Tell axes a sign-in failed; True when this failure (or an earlier one) locked the address."""
     user_login_failed.send(sender=TokenAuthentication, credentials=credentials, request=request)
@@ -83,7 +128,7 @@ class TokenAuthentication(KnoxTokenAuthentication):
 
         http_request: HttpRequest = getattr(request, "_request", request)
         credentials = {"username": _label(auth)}
-        if not AxesProxyHandler.is_allowed(http_request, credentials):
+        if not _address_allowed(http_request, credentials):
             # As the admin login does while locked: the token is not even looked at, and
             # axes decides (AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT) whether the
             # attempt still counts and restarts the cool-off.

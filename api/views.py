@@ -35,6 +35,7 @@ from api import filters as api_filters
 from api import serializers as s
 from api.idempotency import IdempotentPostMixin
 from api.pagination import CountedPage
+from api.throttling import BatchedThrottlesMixin
 from gatekeeper.errors import DomainError, PermissionDenied, TransitionRefused
 from gatekeeper.types import signed_in_user
 from gates import selectors as gates_selectors
@@ -150,7 +151,7 @@ def _filtered(filterset_class: Any, request: Request, qs: QuerySet[Any]) -> Quer
     return filterset.qs  # type: ignore[no-any-return]
 
 
-class ScopedViewSet(IdempotentPostMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class ScopedViewSet(IdempotentPostMixin, BatchedThrottlesMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
     """Lists and objects come from ``scoped(user)``; nothing outside it is ever looked up.
     Every POST takes an Idempotency-Key (api.idempotency)."""
 
@@ -943,7 +944,7 @@ class NotFoundView(APIView):
         raise NotFound("No such endpoint.")
 
 
-class PortfolioSummaryView(APIView):
+class PortfolioSummaryView(BatchedThrottlesMixin, APIView):
     """Counts over the initiatives the caller may see (PMO: all)."""
 
     @extend_schema(

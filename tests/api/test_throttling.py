@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from django.core.cache import cache
 from knox.models import AuthToken
@@ -45,3 +47,32 @@ def test_writes_have_a_tighter_budget(low_rates):
     api = _api(UserFactory(groups=[PMO]))
     assert api.post("/api/v1/milestones/1/complete/").status_code == 404
     assert api.post("/api/v1/milestones/1/complete/").status_code == 429
+
+
+@pytest.fixture
+def low_rates_on_redis(settings):
+    """The configured cache (Redis in the test settings, as in production) with low rates."""
+    rest = dict(settings.REST_FRAMEWORK)
+    rest["DEFAULT_THROTTLE_RATES"] = {"caller": "3/min", "write": "1/min"}
+    settings.REST_FRAMEWORK = rest
+    return settings
+
+
+def test_both_budgets_are_read_at_once_and_each_allowing_one_records_the_call(
+    low_rates_on_redis,
+):
+    api = _api(UserFactory(groups=[PMO]))
+    with (
+        mock.patch.object(cache, "get_many", wraps=cache.get_many) as get_many,
+        mock.patch.object(cache, "set_many", wraps=cache.set_many) as set_many,
+    ):
+        assert api.post("/api/v1/milestones/1/complete/").status_code == 404
+        assert (get_many.call_count, set_many.call_count) == (1, 1)
+        # Refused by the write budget: the caller budget still counts it, as in DRF.
+        refused = api.post("/api/v1/milestones/1/complete/")
+        assert refused.status_code == 429
+        assert int(refused["Retry-After"]) > 0
+        assert get_many.call_count == 2
+        assert api.get("/api/v1/initiatives/").status_code == 200  # the caller's third call
+        assert api.get("/api/v1/initiatives/").status_code == 429
+        assert get_many.call_count == 2  # a read checks one budget: a plain get
