@@ -12,10 +12,11 @@ leaves their deliveries pending, and the sweep sends them (``notifications.redis
 process that exits normally publishes what is queued first (``atexit``, bounded).
 
 What the thread finds waiting when it wakes (commits made while it was publishing the last
-ones: a busy web worker's, a sweep's, a loop of single-event transactions) goes out merged: each
-webhook endpoint's deliveries from all of them in as few messages as ``DISPATCH_GROUP_SIZE``
-allows, people's likewise, so a worker claims and sends them together instead of one message per
-commit. Nothing is held back to wait for more, and a message still never mixes endpoints.
+ones: a web worker's threads committing at once, or any commits while the broker is slow) goes
+out merged: each webhook endpoint's deliveries from all of them in as few messages as
+``DISPATCH_GROUP_SIZE`` allows, people's likewise, so a worker claims and sends them together
+instead of one message per commit. Nothing is held back to wait for more, and a message still
+never mixes endpoints.
 
 Inline instead (the caller waits, as before) when Celery runs tasks eagerly: eager means "run
 it here, now", and a task run on this thread's behalf from another thread would use another
