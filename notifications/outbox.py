@@ -49,13 +49,10 @@ from gatekeeper import metrics
 from gatekeeper.db import insert_ignoring_conflicts
 from gatekeeper.logs import bind_event
 from notifications.models import Channel, Delivery, Event, WebhookEndpoint, event_types_problem
-from notifications.publisher import publish_after_commit
+from notifications.publisher import DISPATCH_GROUP_SIZE as DISPATCH_GROUP_SIZE
+from notifications.publisher import Groups, capped, publish_after_commit
 
 logger = logging.getLogger(__name__)
-
-# Deliveries per dispatch message at most: with ``services.GROUP_SEND_BUDGET_SECONDS``, a
-# group's worst case stays well inside the dispatch task's 120 s time limit.
-DISPATCH_GROUP_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -323,18 +320,15 @@ class _Dispatch:
             publish_after_commit(groups)
 
 
-def dispatch_groups(deliveries: Iterable[tuple[int, int | None]]) -> list[list[int]]:
+def dispatch_groups(deliveries: Iterable[tuple[int, int | None]]) -> Groups:
     """Delivery ids, each with its webhook endpoint's id (None for a person's delivery), as
     dispatch messages: people's together, each endpoint's apart, in the given order, at most
-    ``DISPATCH_GROUP_SIZE`` per message."""
+    ``DISPATCH_GROUP_SIZE`` per message; each with the endpoint it is for (the publisher
+    merges a busy process's waiting commits by it)."""
     by_endpoint: dict[int | None, list[int]] = {}
     for delivery_id, endpoint_id in deliveries:
         by_endpoint.setdefault(endpoint_id, []).append(delivery_id)
-    return [
-        ids[start : start + DISPATCH_GROUP_SIZE]
-        for ids in by_endpoint.values()
-        for start in range(0, len(ids), DISPATCH_GROUP_SIZE)
-    ]
+    return capped(by_endpoint)
 
 
 # The gathering _Dispatch of each connection (connections are per thread).

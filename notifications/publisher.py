@@ -11,6 +11,13 @@ What can be lost is a message, never a delivery: a process that dies with messag
 leaves their deliveries pending, and the sweep sends them (``notifications.redispatch``). A
 process that exits normally publishes what is queued first (``atexit``, bounded).
 
+What the thread finds waiting when it wakes (commits made while it was publishing the last
+ones: a web worker's threads committing at once, or any commits while the broker is slow) goes
+out merged: each webhook endpoint's deliveries from all of them in as few messages as
+``DISPATCH_GROUP_SIZE`` allows, people's likewise, so a worker claims and sends them together
+instead of one message per commit. Nothing is held back to wait for more, and a message still
+never mixes endpoints.
+
 Inline instead (the caller waits, as before) when Celery runs tasks eagerly: eager means "run
 it here, now", and a task run on this thread's behalf from another thread would use another
 database connection. Also when ``GATEKEEPER_DISPATCH_PUBLISH_IN_BACKGROUND=0``.
@@ -23,17 +30,52 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from notifications.conf import get_conf
 
 logger = logging.getLogger(__name__)
 
-Groups = list[list[int]]
+# Deliveries per dispatch message at most: with ``services.GROUP_SEND_BUDGET_SECONDS``, a
+# group's worst case stays well inside the dispatch task's 120 s time limit.
+DISPATCH_GROUP_SIZE = 50
+
+
+class Group(NamedTuple):
+    """One dispatch message: the ids of deliveries bound for one webhook endpoint, or of
+    people's deliveries (e-mails, in-app notes) when ``endpoint_id`` is None."""
+
+    endpoint_id: int | None
+    ids: list[int]
+
+
+Groups = list[Group]
+
+
+def capped(by_endpoint: dict[int | None, list[int]]) -> Groups:
+    """Each endpoint's ids (people's under None), in their order, as messages of at most
+    ``DISPATCH_GROUP_SIZE``; endpoints in the order given."""
+    return [
+        Group(endpoint_id, ids[start : start + DISPATCH_GROUP_SIZE])
+        for endpoint_id, ids in by_endpoint.items()
+        for start in range(0, len(ids), DISPATCH_GROUP_SIZE)
+    ]
+
+
+def merged(groups: Iterable[Group]) -> Groups:
+    """``groups`` with each endpoint's (and people's) put together, in the order given (commit
+    order, then the order each commit wrote them in), capped again: several commits' messages
+    for one endpoint become as few as the cap allows, never one with another endpoint's."""
+    by_endpoint: dict[int | None, list[int]] = {}
+    for endpoint_id, ids in groups:
+        by_endpoint.setdefault(endpoint_id, []).extend(ids)
+    return capped(by_endpoint)
 
 
 class BackgroundPublisher:
-    """One daemon thread per process draining a queue of delivery-id groups into ``publish``.
+    """One daemon thread per process draining a queue of dispatch groups into ``publish``:
+    every item waiting when it wakes, ``merged``, in one call.
 
     Started on first use and again in a forked child (a thread does not survive ``fork``, and
     the parent's queue is the parent's), so a pre-forking server's workers each get their own.
@@ -84,7 +126,8 @@ class BackgroundPublisher:
         while True:
             groups = list(pending.get())
             taken = 1
-            # Whatever else is waiting goes out with it, over one producer connection.
+            # Whatever else is waiting goes out with it, over one producer connection, and in
+            # fewer messages: the commits' groups for the same endpoint are merged.
             while True:
                 try:
                     groups.extend(pending.get_nowait())
@@ -92,7 +135,7 @@ class BackgroundPublisher:
                     break
                 taken += 1
             try:
-                self._publish(groups)
+                self._publish(merged(groups) if taken > 1 else groups)
             except Exception:  # publish logs its own failures; nothing may stop this thread
                 logger.exception("publishing dispatch messages failed")
             finally:
@@ -104,7 +147,7 @@ def _publish(groups: Groups) -> None:
     # Imported here: the outbox imports this module.
     from notifications.outbox import enqueue_dispatch
 
-    enqueue_dispatch(groups)
+    enqueue_dispatch([group.ids for group in groups])
 
 
 publisher = BackgroundPublisher(_publish)
@@ -113,7 +156,8 @@ atexit.register(publisher.flush, 5.0)
 
 def publish_after_commit(groups: Groups) -> None:
     """Queue the dispatch messages of committed deliveries (an on-commit callback): on the
-    publisher thread, or right here when tasks run eagerly or background publishing is off.
+    publisher thread, or right here, as given, when tasks run eagerly or background publishing
+    is off.
 
     The one place that decides, for the outbox and the admin's retry alike. Both settings are
     looked up per call, cheaply: ``get_conf`` is read once per process (again only when a test

@@ -34,7 +34,7 @@ from notifications.models import (
     WebhookEndpoint,
 )
 from notifications.outbox import dispatch_groups, emit, enqueue_dispatch
-from notifications.publisher import publish_after_commit
+from notifications.publisher import Group, publish_after_commit
 from notifications.transports import EndpointGone, TransportError, get_transport
 
 logger = logging.getLogger(__name__)
@@ -336,7 +336,7 @@ def redispatch(*, inline: bool = False, expires: float | None = None) -> int:
     # its own sends, and one that is down gets one request per group. If the broker is down
     # they stay pending, and a sweep queues them again after the re-queue interval.
     if queued:
-        enqueue_dispatch(dispatch_groups(queued), expires=expires)
+        enqueue_dispatch([group.ids for group in dispatch_groups(queued)], expires=expires)
     return len(queued)
 
 
@@ -354,8 +354,13 @@ def delivery_retry(*, delivery_id: int) -> bool:
             updated_at=now,
         )
         if changed:
-            # As the outbox does: the publisher decides between inline and its thread.
-            transaction.on_commit(lambda: publish_after_commit([[delivery_id]]))
+            # As the outbox does: the publisher decides between inline and its thread, and may
+            # merge it into a message for the same endpoint, so it says which endpoint.
+            channel, endpoint_id = (
+                Delivery.objects.filter(pk=delivery_id).values_list("channel", "endpoint_id").get()
+            )
+            group = Group(endpoint_id if channel == Channel.WEBHOOK else None, [delivery_id])
+            transaction.on_commit(lambda: publish_after_commit([group]))
     return changed == 1
 
 

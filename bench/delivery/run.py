@@ -18,8 +18,12 @@ third has arrived, the Redis server killed and restarted on the same port (its q
 no persistence), and the redispatch sweep sent as beat would (every 2 s instead of 30 s) until
 every delivery is delivered.
 
-Usage: ``.venv/bin/python bench/delivery/run.py [--quick] [--events N] [--per-transaction K]``
-(``make bench-delivery``).
+``--threads T`` commits from T threads of this process at once (one database connection each),
+as a busy web worker's requests would. The report says how many dispatch messages this process
+published for the plain run's deliveries.
+
+Usage: ``.venv/bin/python bench/delivery/run.py [--quick] [--events N] [--per-transaction K]
+[--threads T]`` (``make bench-delivery``).
 """
 
 from __future__ import annotations
@@ -144,10 +148,19 @@ def main() -> int:
         help="events emitted per committed transaction (default 200, as a sweep's chunk; 1: "
         "each event its own commit, so each delivery its own dispatch message)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="T",
+        help="threads committing at once in this process (default 1), as a busy web worker's",
+    )
     args = parser.parse_args()
     n = args.events or (500 if args.quick else 10_000)
     if args.per_transaction < 1:
         parser.error("--per-transaction must be at least 1")
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp,
@@ -170,7 +183,7 @@ def main() -> int:
                 "LOG_LEVEL": "WARNING",
             }
             os.environ.update(env)
-            return Bench(work, env, redis, receiver, n, args.per_transaction).run()
+            return Bench(work, env, redis, receiver, n, args.per_transaction, args.threads).run()
         finally:
             receiver.close()
             redis.stop()
@@ -185,9 +198,13 @@ class Bench:
         receiver: Receiver,
         n: int,
         per_transaction: int,
+        threads: int = 1,
     ) -> None:
         self.work, self.env, self.redis, self.receiver, self.n = work, env, redis, receiver, n
         self.per_transaction = per_transaction
+        self.threads = threads
+        # Dispatch messages this process's publisher sent since the last emit_events.
+        self.messages = 0
         self.generation = 0
         self.noop_cpu: dict[str, float] = {}
 
@@ -257,6 +274,7 @@ class Bench:
             faulty,
             noop_cpu=self.noop_cpu,
             per_transaction=self.per_transaction,
+            threads=self.threads,
         )
 
     # --- workers --------------------------------------------------------------------------------
@@ -370,19 +388,50 @@ class Bench:
                 w.stop()
 
     def emit_events(self, run: str) -> None:
-        from django.db import transaction
+        from django.db import connection, transaction
 
         from notifications.outbox import emit
+        from notifications.publisher import publisher
 
+        if not getattr(publisher, "_bench_counted", False):
+            # Counted where the publisher thread hands them to the broker call.
+            inner = publisher._publish
+
+            def counting(groups: Any) -> object:
+                self.messages += len(groups)
+                return inner(groups)
+
+            publisher._publish = counting
+            publisher._bench_counted = True  # type: ignore[attr-defined]
+        self.messages = 0
         step = self.per_transaction
-        for start in range(0, self.n, step):
-            with transaction.atomic():
-                for i in range(start, min(start + step, self.n)):
-                    emit(
-                        "initiative.stalled",
-                        {"initiative": {"id": i, "key": f"AI-{i:05d}"}, "recipients": []},
-                        key=f"bench:{run}:{i}",
-                    )
+        starts = range(0, self.n, step)
+
+        def commit(mine: range) -> None:
+            for start in mine:
+                with transaction.atomic():
+                    for i in range(start, min(start + step, self.n)):
+                        emit(
+                            "initiative.stalled",
+                            {"initiative": {"id": i, "key": f"AI-{i:05d}"}, "recipients": []},
+                            key=f"bench:{run}:{i}",
+                        )
+
+        if self.threads == 1:
+            commit(starts)
+            return
+
+        def in_thread(k: int) -> None:
+            try:
+                commit(starts[k :: self.threads])
+            finally:
+                connection.close()
+
+        committers = [threading.Thread(target=in_thread, args=(k,)) for k in range(self.threads)]
+        for t in committers:
+            t.start()
+        for t in committers:
+            t.join()
 
     def deliveries(self, *, fault: bool) -> dict[str, Any]:
         from notifications.models import Delivery, DeliveryStatus
@@ -488,6 +537,7 @@ class Bench:
             "rate": len(expected) / elapsed if elapsed else 0.0,
             "cpu": cpu_usage,
             "database": database,
+            "messages": self.messages,
         }
         if fault:
             result.update(killed_at=killed_at, redis_restarted_at=restarted_at, revived=revived)
@@ -514,9 +564,12 @@ def report(
     *,
     noop_cpu: dict[str, float] | None = None,
     per_transaction: int = 200,
+    threads: int = 1,
 ) -> int:
+    committers = f", committed from {threads} threads" if threads > 1 else ""
     print(
-        f"\nP4 delivery: {n} events ({per_transaction} per transaction), 2 workers (prefork -c 2),"
+        f"\nP4 delivery: {n} events ({per_transaction} per transaction{committers}),"
+        " 2 workers (prefork -c 2),"
         f" throwaway Redis, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}),"
         " receiver on 127.0.0.1"
     )
@@ -537,6 +590,7 @@ def report(
             f"{r['applied_twice']}, bad signatures {r['bad_signatures']}, requests cut off "
             f"mid-body {r['cut_off']}, {r['seconds']:.1f}s{extra}"
         )
+    print(f"dispatch messages published for the plain run: {plain['messages']}")
     if noop_cpu:
         print(f"CPU per no-op task, by part ({n / noop_rate:.1f} s):")
         print(cpu.describe(noop_cpu, count=n, seconds=n / noop_rate))

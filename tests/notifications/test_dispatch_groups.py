@@ -17,6 +17,7 @@ from notifications import outbox, services
 from notifications.conf import get_conf
 from notifications.models import Channel, Delivery, DeliveryStatus, WebhookEndpoint
 from notifications.outbox import DISPATCH_GROUP_SIZE, emit, emit_all
+from notifications.publisher import Group
 from notifications.services import deliveries_attempt, redispatch
 from tests.concurrency import run_at_once
 from tests.notifications.conftest import Receiver, Reply, payload_with
@@ -24,11 +25,24 @@ from tests.notifications.conftest import Receiver, Reply, payload_with
 pytestmark = pytest.mark.django_db
 
 
+class Published(list[list[int]]):
+    """The ids of each dispatch group published on commit, in order; ``endpoints``: the
+    endpoint each group said it was for (None: people's)."""
+
+    endpoints: list[int | None]
+
+
 @pytest.fixture
-def published(monkeypatch) -> list[list[int]]:
+def published(monkeypatch) -> Published:
     """The dispatch groups published on commit (instead of a broker)."""
-    groups: list[list[int]] = []
-    monkeypatch.setattr(outbox, "publish_after_commit", lambda g: groups.extend(g))
+    groups = Published()
+    groups.endpoints = []
+
+    def record(published: list[Group]) -> None:
+        groups.extend(group.ids for group in published)
+        groups.endpoints.extend(group.endpoint_id for group in published)
+
+    monkeypatch.setattr(outbox, "publish_after_commit", record)
     return groups
 
 
@@ -74,11 +88,15 @@ def test_a_transaction_s_deliveries_are_grouped_per_endpoint_in_order_and_capped
     )
     assert len(people) == 240  # an e-mail and an in-app note per event
     assert all(len(group) <= DISPATCH_GROUP_SIZE for group in published)
-    # Each group is one endpoint's, or people's only, in the order they were written.
-    for ids in (*by_endpoint.values(), people):
-        mine = [g for g in published if g[0] in ids]
-        assert [i for g in mine for i in g] == ids
-        assert [len(g) for g in mine] == ([50, 50, 20] if len(ids) == 120 else [50, 50, 50, 50, 40])
+    # Each group is one endpoint's, or people's only, in the order they were written, and says
+    # which.
+    for endpoint_id, ids in (*by_endpoint.items(), (None, people)):
+        mine = [(g, e) for g, e in zip(published, published.endpoints, strict=True) if g[0] in ids]
+        assert [i for g, _e in mine for i in g] == ids
+        assert [len(g) for g, _e in mine] == (
+            [50, 50, 20] if len(ids) == 120 else [50, 50, 50, 50, 40]
+        )
+        assert {e for _g, e in mine} == {endpoint_id}
     assert len(published) == 3 + 3 + 5
 
 
@@ -93,6 +111,7 @@ def test_a_sweep_s_chunk_is_grouped_per_endpoint(
         [d.pk for d in webhooks(endpoint)][:50],
         [d.pk for d in webhooks(endpoint)][50:],
     ]
+    assert published.endpoints == [endpoint.pk, endpoint.pk]
 
 
 def test_deliveries_after_a_rolled_back_savepoint_are_still_dispatched(
@@ -265,11 +284,25 @@ def test_the_admin_retry_is_published_like_the_outbox(
     emit_many(1)
     (delivery,) = webhooks(endpoint)
     Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.DEAD)
-    calls: list[list[list[int]]] = []
+    calls: list[list[Group]] = []
     monkeypatch.setattr(services, "publish_after_commit", calls.append)
     with django_capture_on_commit_callbacks(execute=True):
         assert services.delivery_retry(delivery_id=delivery.pk)
-    assert calls == [[[delivery.pk]]]
+    # With its endpoint: the publisher may merge it with that endpoint's other deliveries.
+    assert calls == [[Group(endpoint.pk, [delivery.pk])]]
+
+
+def test_the_admin_retry_of_a_person_s_delivery_is_published_with_people_s(
+    owner, published, django_capture_on_commit_callbacks, monkeypatch
+):
+    emit_many(1, recipients=[{"user_id": owner.pk}])
+    delivery = Delivery.objects.get(channel=Channel.EMAIL)
+    Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.DEAD)
+    calls: list[list[Group]] = []
+    monkeypatch.setattr(services, "publish_after_commit", calls.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.delivery_retry(delivery_id=delivery.pk)
+    assert calls == [[Group(None, [delivery.pk])]]
 
 
 @override_settings(NOTIFICATIONS={"REDISPATCH_GRACE_SECONDS": 0})
