@@ -226,16 +226,8 @@ INITIATIVE_LIST_COLUMNS = (
     "updated_at",
 )
 _REF_FIELDS = ("system", "key", "url")
-_METRIC_VALUES = (
-    "id",
-    "name",
-    "unit",
-    "baseline",
-    "target",
-    "direction",
-    "current_value",
-    "measured_at",
-)
+# The stored columns the metric serializer shows; on_target is computed from them.
+_METRIC_VALUES = tuple(f for f in InitiativeMetricSerializer.Meta.fields if f != "on_target")
 _METRIC_DECIMALS: dict[str, Any] = {}
 
 

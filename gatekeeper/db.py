@@ -617,6 +617,23 @@ def _claim_parts(
     return parts
 
 
+def _finish_shape(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """What a finishing statement's SQL depends on: the fields it sets, and the expression of
+    each one set to one (a plain value is bound per call, so it keeps no place in the key)."""
+    return tuple(
+        (name, value if hasattr(value, "resolve_expression") else None)
+        for name, value in values.items()
+    )
+
+
+def _finish_fields(model: type[models.Model], shape: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    meta = model._meta
+    return {
+        name: expression or Param(name, meta.get_field(name))  # type: ignore[arg-type]
+        for name, expression in shape
+    }
+
+
 def finish_claim(model: type[models.Model], *, pk: Any, token: uuid.UUID, **values: Any) -> bool:
     """Write the outcome of claimed work, only while the claim is still ours: one UPDATE of the
     row filtered on its ``claim_token``, so a worker whose lease ran out (and whose row another
@@ -627,10 +644,7 @@ def finish_claim(model: type[models.Model], *, pk: Any, token: uuid.UUID, **valu
     """
     db = router.db_for_write(model)
     connection = connections[db]
-    shape = tuple(
-        (name, value if hasattr(value, "resolve_expression") else None)
-        for name, value in values.items()
-    )
+    shape = _finish_shape(values)
 
     def compile_() -> tuple[str, tuple[Any, ...]]:
         meta = model._meta
@@ -638,10 +652,7 @@ def finish_claim(model: type[models.Model], *, pk: Any, token: uuid.UUID, **valu
             pk=Param("__pk", meta.pk),  # type: ignore[arg-type]
             claim_token=Param("__claim_token", meta.get_field("claim_token")),  # type: ignore[arg-type]
         )
-        fields = {
-            name: expression or Param(name, meta.get_field(name))  # type: ignore[arg-type]
-            for name, expression in shape
-        }
+        fields = _finish_fields(model, shape)
         return _update_sql(model, db, where, fields)
 
     sql, template = _compiled(("finish_claim", db, model, shape), compile_)
@@ -662,10 +673,7 @@ def finish_claims(
     connection = connections[db]
     if connection.vendor != "postgresql":
         return sum(finish_claim(model, pk=pk, token=token, **values) for pk in pks)
-    shape = tuple(
-        (name, value if hasattr(value, "resolve_expression") else None)
-        for name, value in values.items()
-    )
+    shape = _finish_shape(values)
 
     def compile_() -> tuple[str, tuple[Any, ...]]:
         meta = model._meta
@@ -673,10 +681,7 @@ def finish_claims(
             _EqualsAny(F("pk"), ParamList("__pks", meta.pk)),  # type: ignore[arg-type]
             claim_token=Param("__claim_token", meta.get_field("claim_token")),  # type: ignore[arg-type]
         )
-        fields = {
-            name: expression or Param(name, meta.get_field(name))  # type: ignore[arg-type]
-            for name, expression in shape
-        }
+        fields = _finish_fields(model, shape)
         return _update_sql(model, db, where, fields)
 
     sql, template = _compiled(("finish_claims", db, model, shape), compile_)
