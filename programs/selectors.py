@@ -32,19 +32,16 @@ from programs.models import (
     SuccessMetric,
 )
 from programs.ports import stage_budget
-from programs.roles import INTEGRATIONS, PMO
+from programs.roles import INTEGRATIONS
+from programs.rules import is_pmo
 from programs.stages import ACTIVE_STAGES, GATE_INTO, Stage
 
 
 def _sees_everything(user: Any) -> bool:
-    if user.is_superuser:
-        return True
-    # The group names the rules package read for this user object (a permission check earlier
-    # in the request, e.g. the dashboard's), else one query.
-    names = getattr(user, "_group_names_cache", None)
-    if names is not None:
-        return PMO in names
-    return bool(user.groups.filter(name=PMO).exists())
+    # The permission rules' own predicate: it reads the user's group names once per user object
+    # and keeps them on it, so a permission check earlier in the request (the dashboard's, say)
+    # already answered this.
+    return bool(user.is_superuser or is_pmo(user))
 
 
 def _service_scope(user: Any, prefix: str = "") -> Q:
