@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -228,16 +229,14 @@ INITIATIVE_LIST_COLUMNS = (
 _REF_FIELDS = ("system", "key", "url")
 # The stored columns the metric serializer shows; on_target is computed from them.
 _METRIC_VALUES = tuple(f for f in InitiativeMetricSerializer.Meta.fields if f != "on_target")
-_METRIC_DECIMALS: dict[str, Any] = {}
 
 
+@cache
 def _metric_decimals() -> dict[str, Any]:
     # The metric serializer's own decimal fields (digits, places, rounding, string or not),
     # built once per process: their to_representation holds no per-request state.
-    if not _METRIC_DECIMALS:
-        fields = InitiativeMetricSerializer().fields
-        _METRIC_DECIMALS.update({n: fields[n] for n in ("baseline", "target", "current_value")})
-    return _METRIC_DECIMALS
+    fields = InitiativeMetricSerializer().fields
+    return {n: fields[n] for n in ("baseline", "target", "current_value")}
 
 
 def _datetime_representation() -> Callable[[Any], Any]:

@@ -209,9 +209,8 @@ class InitiativeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Scoped
         # the shape's subqueries (a DISTINCT scope's count would otherwise compute them for
         # every row in it), read as plain values and represented as InitiativeSerializer would.
         scope = self.filter_queryset(programs_selectors.initiatives_visible_to(request.user))
-        rows = programs_selectors.with_refs_and_metrics(
-            programs_selectors.with_next_milestone(scope)
-        ).values_list(*s.INITIATIVE_LIST_COLUMNS)
+        # The detail's shape; read as values, its joins are the columns' own.
+        rows = self._shaped(scope).values_list(*s.INITIATIVE_LIST_COLUMNS)
         page = self.paginate_queryset(CountedPage(scope, rows))  # type: ignore[arg-type]
         assert page is not None  # the list is always paginated
         return self.get_paginated_response(s.initiative_list_rows(page, db=rows.db))
