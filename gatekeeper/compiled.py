@@ -22,7 +22,7 @@ from django.db import connections, router
 from django.db.models import Model, QuerySet
 from django.db.transaction import TransactionManagementError
 
-from gatekeeper.db import Param, _bind
+from gatekeeper.db import Param, bind_params
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ class CompiledRead(Generic[T]):
             raise TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
             )
-        bound = _bind(template, values, connection)
+        bound = bind_params(template, values, connection)
         compiler.as_sql = lambda *args, **kwargs: (sql, bound)
         try:
             # The queryset's own iterable (instances, values_list rows), not the queryset: its

@@ -266,7 +266,8 @@ class Param(models.Expression):
     statement's shape and bind the values that change from call to call (the time, a row's id,
     a claim token) at each call, prepared by ``field`` as the ORM prepares a value for that
     column (``get_db_prep_value``). A caller writes such a value into its ``claimable`` Q as a
-    Param and passes the value in ``params``.
+    Param and passes the value in ``params``. ``gatekeeper.compiled.CompiledRead`` does the same
+    for the locking reads of the write paths.
     """
 
     def __init__(self, name: str, field: models.Field) -> None:
@@ -330,7 +331,8 @@ def _compiled(key: Any, compile_: Any) -> tuple[str, tuple[Any, ...]]:
     return statement
 
 
-def _bind(params: Sequence[Any], values: dict[str, Any], connection: Any) -> list[Any]:
+def bind_params(params: Sequence[Any], values: dict[str, Any], connection: Any) -> list[Any]:
+    """A compiled statement's parameters with each ``Param`` replaced by its value, bound."""
     return [p.bind(values[p.name], connection) if isinstance(p, Param) else p for p in params]
 
 
@@ -422,7 +424,7 @@ def claim(
     sql, template = _compiled(_claim_key("claim", db, model, claimable, status, values), compile_)
     bound, token = _claim_bound(pk, params)
     with connection.cursor() as cursor:
-        cursor.execute(sql, _bind(template, bound, connection))
+        cursor.execute(sql, bind_params(template, bound, connection))
         claimed = cursor.rowcount
     return token if claimed == 1 else None
 
@@ -466,7 +468,7 @@ def claim_and_read(
     )
     bound, token = _claim_bound(pk, params)
     with connection.cursor() as cursor:
-        cursor.execute(sql, _bind(template, bound, connection))
+        cursor.execute(sql, bind_params(template, bound, connection))
         row = cursor.fetchone()
     if row is None:
         return None
@@ -539,7 +541,7 @@ def claim_and_read_many(
     bound, token = _claim_bound(None, params)
     bound["__pks"] = list(pks)
     with connection.cursor() as cursor:
-        cursor.execute(sql, _bind(template, bound, connection))
+        cursor.execute(sql, bind_params(template, bound, connection))
         rows = cursor.fetchall()
     return [(token, _read_joined(model, connection, db, related, row)) for row in rows]
 
@@ -658,7 +660,7 @@ def finish_claim(model: type[models.Model], *, pk: Any, token: uuid.UUID, **valu
     sql, template = _compiled(("finish_claim", db, model, shape), compile_)
     bound = {**values, "__pk": pk, "__claim_token": token}
     with connection.cursor() as cursor:
-        cursor.execute(sql, _bind(template, bound, connection))
+        cursor.execute(sql, bind_params(template, bound, connection))
         return bool(cursor.rowcount == 1)
 
 
@@ -687,7 +689,7 @@ def finish_claims(
     sql, template = _compiled(("finish_claims", db, model, shape), compile_)
     bound = {**values, "__pks": list(pks), "__claim_token": token}
     with connection.cursor() as cursor:
-        cursor.execute(sql, _bind(template, bound, connection))
+        cursor.execute(sql, bind_params(template, bound, connection))
         return int(cursor.rowcount)
 
 
