@@ -50,7 +50,7 @@ from gatekeeper.db import insert_ignoring_conflicts
 from gatekeeper.logs import bind_event
 from notifications.models import Channel, Delivery, Event, WebhookEndpoint, event_types_problem
 from notifications.publisher import DISPATCH_GROUP_SIZE as DISPATCH_GROUP_SIZE
-from notifications.publisher import Groups, capped, publish_after_commit
+from notifications.publisher import Group, Groups, merged, publish_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -325,10 +325,7 @@ def dispatch_groups(deliveries: Iterable[tuple[int, int | None]]) -> Groups:
     dispatch messages: people's together, each endpoint's apart, in the given order, at most
     ``DISPATCH_GROUP_SIZE`` per message; each with the endpoint it is for (the publisher
     merges a busy process's waiting commits by it)."""
-    by_endpoint: dict[int | None, list[int]] = {}
-    for delivery_id, endpoint_id in deliveries:
-        by_endpoint.setdefault(endpoint_id, []).append(delivery_id)
-    return capped(by_endpoint)
+    return merged(Group(endpoint_id, [delivery_id]) for delivery_id, endpoint_id in deliveries)
 
 
 # The gathering _Dispatch of each connection (connections are per thread).

@@ -53,24 +53,19 @@ class Group(NamedTuple):
 Groups = list[Group]
 
 
-def capped(by_endpoint: dict[int | None, list[int]]) -> Groups:
-    """Each endpoint's ids (people's under None), in their order, as messages of at most
-    ``DISPATCH_GROUP_SIZE``; endpoints in the order given."""
+def merged(groups: Iterable[Group]) -> Groups:
+    """``groups`` with each endpoint's (and people's) put together, in the order given (commit
+    order, then the order each commit wrote them in), as messages of at most
+    ``DISPATCH_GROUP_SIZE``: several commits' messages for one endpoint become as few as the
+    cap allows, never one with another endpoint's; endpoints in the order first seen."""
+    by_endpoint: dict[int | None, list[int]] = {}
+    for endpoint_id, ids in groups:
+        by_endpoint.setdefault(endpoint_id, []).extend(ids)
     return [
         Group(endpoint_id, ids[start : start + DISPATCH_GROUP_SIZE])
         for endpoint_id, ids in by_endpoint.items()
         for start in range(0, len(ids), DISPATCH_GROUP_SIZE)
     ]
-
-
-def merged(groups: Iterable[Group]) -> Groups:
-    """``groups`` with each endpoint's (and people's) put together, in the order given (commit
-    order, then the order each commit wrote them in), capped again: several commits' messages
-    for one endpoint become as few as the cap allows, never one with another endpoint's."""
-    by_endpoint: dict[int | None, list[int]] = {}
-    for endpoint_id, ids in groups:
-        by_endpoint.setdefault(endpoint_id, []).extend(ids)
-    return capped(by_endpoint)
 
 
 class BackgroundPublisher:
