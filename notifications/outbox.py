@@ -48,7 +48,14 @@ from django.utils import timezone
 from gatekeeper import metrics
 from gatekeeper.db import insert_ignoring_conflicts
 from gatekeeper.logs import bind_event
-from notifications.models import Channel, Delivery, Event, WebhookEndpoint, event_types_problem
+from notifications.models import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    WebhookEndpoint,
+    event_types_problem,
+)
 from notifications.publisher import DISPATCH_GROUP_SIZE as DISPATCH_GROUP_SIZE
 from notifications.publisher import Group, Groups, merged, publish_after_commit
 
@@ -100,14 +107,8 @@ def emit(
         pending.users.update(known)
         return event
     bind_event(type, payload, event_key=key)
-    inserted = _insert_once(connection, type=type, key=key, payload=payload)
-    if inserted is None:
-        return None
-    event, endpoints_version = inserted
-    logger.info("event emitted")
-    transaction.on_commit(lambda: metrics.observe_event(type, payload), using=connection.alias)
-    _deliver(events=[event], users=known, endpoints_version=endpoints_version)
-    return event
+    recorded = _record_and_deliver(connection, [Event(type=type, key=key, payload=payload)], known)
+    return recorded[0] if recorded else None
 
 
 def emit_all(events: Sequence[OutboxEvent]) -> list[Event]:
@@ -125,18 +126,19 @@ def emit_all(events: Sequence[OutboxEvent]) -> list[Event]:
             "notifications.outbox.emit_all must be called inside transaction.atomic()"
         )
     rows = [Event(type=e.type, key=e.key, payload=e.payload) for e in events]
+    pending = _held_by_batch(connection)
+    if pending is None:
+        known = {u.pk: u for e in events for u in e.users if u is not None}
+        return _record_and_deliver(connection, rows, known)
     recorded, endpoints_version = _record(connection, rows)
     if not recorded:
         return []
     wanted = {event.key for event in recorded}
-    known = {u.pk: u for e in events if e.key in wanted for u in e.users if u is not None}
-    pending = _held_by_batch(connection)
-    if pending is not None:
-        pending.events.extend(recorded)
-        pending.users.update(known)
-        pending.endpoints_version = endpoints_version
-    else:
-        _deliver(recorded, known, endpoints_version)
+    pending.events.extend(recorded)
+    pending.users.update(
+        (u.pk, u) for e in events if e.key in wanted for u in e.users if u is not None
+    )
+    pending.endpoints_version = endpoints_version
     return recorded
 
 
@@ -145,6 +147,14 @@ def _record(connection: BaseDatabaseWrapper, rows: list[Event]) -> tuple[list[Ev
     saved, in the given order, with the endpoints' fingerprint that statement saw. Each is
     logged, and counted in the metrics once the transaction commits."""
     inserted, endpoints_version = _insert_all_once(connection, rows)
+    return _recorded(connection, rows, inserted), endpoints_version
+
+
+def _recorded(
+    connection: BaseDatabaseWrapper, rows: list[Event], inserted: dict[str, Event]
+) -> list[Event]:
+    """The rows ``inserted`` holds (by key), in the given order; each logged, and counted in the
+    metrics once the transaction commits."""
     recorded: list[Event] = []
     for row in rows:
         if inserted.get(row.key) is not row:
@@ -159,7 +169,7 @@ def _record(connection: BaseDatabaseWrapper, rows: list[Event]) -> tuple[list[Ev
                 metrics.observe_event(event.type, event.payload)
 
         transaction.on_commit(observe, using=connection.alias)
-    return recorded, endpoints_version
+    return recorded
 
 
 def _held_by_batch(connection: BaseDatabaseWrapper) -> _Batch | None:
@@ -208,6 +218,9 @@ def batch() -> Iterator[None]:
     finally:
         _batch.reset(token)
     # Not reached when the block raised: the transaction that holds the events is rolling back.
+    if pending.queued and not pending.events:
+        _record_and_deliver(connection, pending.queued, pending.users)
+        return
     if pending.queued:
         recorded, endpoints_version = _record(connection, pending.queued)
         pending.events.extend(recorded)
@@ -224,19 +237,6 @@ def _connection() -> BaseDatabaseWrapper:
 def _savepoints(connection: BaseDatabaseWrapper) -> list[str]:
     # None stands for an atomic block opened with savepoint=False: no point to roll back to.
     return [sid for sid in connection.savepoint_ids if sid is not None]
-
-
-def _insert_once(
-    connection: BaseDatabaseWrapper, *, type: str, key: str, payload: dict[str, Any]
-) -> tuple[Event, str | None] | None:
-    """Insert the event unless its key exists, in one statement; None if it existed. With the
-    event, the fingerprint of the active endpoints as the same statement saw them (None where
-    the database cannot say, see ``_endpoints_version_sql``)."""
-    inserted, endpoints_version = _insert_all_once(
-        connection, [Event(type=type, key=key, payload=payload)]
-    )
-    event = inserted.get(key)
-    return None if event is None else (event, endpoints_version)
 
 
 def _insert_all_once(
@@ -272,6 +272,158 @@ def _insert_all_once(
             row._state.db = connection.alias
             inserted[row.key] = row
     return inserted, endpoints_version
+
+
+def _record_and_deliver(
+    connection: BaseDatabaseWrapper, rows: list[Event], users: dict[int, Any]
+) -> list[Event]:
+    """Record the events whose key is new and write their deliveries, dispatched on commit; the
+    events recorded, in the given order (of a key given twice, the first row).
+
+    On PostgreSQL, once this process has read the endpoints, one statement does both: it
+    inserts the events and, for the events it inserted, their deliveries as worked out here with
+    the cached endpoint set. The webhook deliveries go in only if that set is still the one the
+    statement sees (its fingerprint, as in ``_insert_all_once``); if it changed, they are worked
+    out again from a fresh read and written by a second statement. Elsewhere (SQLite, a
+    process's first event) the events are recorded, then their deliveries written.
+    """
+    cached = _endpoints_cache
+    if connection.vendor != "postgresql" or cached is None:
+        recorded, endpoints_version = _record(connection, rows)
+        if recorded:
+            _deliver(recorded, users, endpoints_version)
+        return recorded
+    firsts: dict[str, Event] = {}
+    for row in rows:
+        firsts.setdefault(row.key, row)
+    events = list(firsts.values())
+    now = timezone.now()
+    for event in events:
+        event.created_at = now
+    planned = _delivery_rows(events, users, cached.endpoints, now)
+    ids, endpoints_version, delivery_ids = _insert_with_deliveries(
+        connection, events, planned, cached.version, now
+    )
+    inserted: dict[str, Event] = {}
+    for event in events:
+        if event.key in ids:
+            event.pk = ids[event.key]
+            event._state.adding = False
+            event._state.db = connection.alias
+            inserted[event.key] = event
+    recorded = _recorded(connection, rows, inserted)
+    written: list[Delivery] = []
+    for delivery in planned:
+        pk = delivery_ids.get(delivery.uuid)
+        if pk is not None:
+            delivery.pk = pk
+            delivery.event_id = delivery.event.pk
+            delivery._state.adding = False
+            delivery._state.db = connection.alias
+            written.append(delivery)
+    if recorded and endpoints_version != cached.version:
+        # The endpoints changed since this process read them: the statement wrote no webhook
+        # delivery; write those of the set it saw.
+        endpoints = tuple(_valid_endpoints(endpoints_version))
+        hooks = [row for event in recorded for row in _webhook_rows(event, endpoints, now)]
+        written.extend(Delivery.objects.bulk_create(hooks) if hooks else [])
+    if recorded:
+        logger.info("deliveries written", extra={"deliveries": len(written)})
+    if written:
+        _dispatch_on_commit(connection, written)
+    return recorded
+
+
+def _insert_with_deliveries(
+    connection: BaseDatabaseWrapper,
+    events: list[Event],
+    deliveries: list[Delivery],
+    endpoints_version: str,
+    now: Any,
+) -> tuple[dict[str, int], str | None, dict[Any, int]]:
+    """One statement: insert each event unless its key exists, and the deliveries of the events
+    it inserted, webhook ones only while the active endpoints' fingerprint is
+    ``endpoints_version``. Returns the new events' ids by key, the fingerprint the statement saw
+    (None if it inserted no event) and the new deliveries' ids by uuid.
+
+    The deliveries are inserted in the given order, so their ids follow it (dispatch sends in
+    id order). Every value is a parameter; names come from the models.
+    """
+    quote = connection.ops.quote_name
+
+    def columns(model: Any, *names: str) -> str:
+        return ", ".join(quote(model._meta.get_field(name).column) for name in names)
+
+    by_name = {f.name: f for f in Event._meta.concrete_fields}
+    written = [by_name[name] for name in ("type", "key", "payload", "created_at")]
+    params: list[Any] = [
+        f.get_db_prep_save(getattr(event, f.attname), connection)
+        for event in events
+        for f in written
+    ]
+    ev_id, ev_key = columns(Event, "id"), columns(Event, "key")
+    sql = f"""WITH seen AS (SELECT {_endpoints_version_sql(connection)} AS version),
+        ev AS (
+            INSERT INTO {quote(Event._meta.db_table)} ({columns(Event, *(f.name for f in written))})
+            VALUES {", ".join(["(%s, %s, %s, %s)"] * len(events))}
+            ON CONFLICT ({ev_key}) DO NOTHING
+            RETURNING {ev_id} AS id, {ev_key} AS key
+        ),
+        dv AS (
+            INSERT INTO {quote(Delivery._meta.db_table)} ({
+        columns(
+            Delivery,
+            "event",
+            "channel",
+            "recipient_user",
+            "recipient_email",
+            "endpoint",
+            "uuid",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "sweep_queued",
+            "last_error",
+            "created_at",
+            "updated_at",
+        )
+    })
+            SELECT ev.id, d.channel, d.user_id, d.email, d.endpoint_id, d.uuid,
+                   %s, 0, %s, false, '', %s, %s
+            FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::bigint[],
+                        %s::uuid[]) WITH ORDINALITY
+                 AS d(key, channel, user_id, email, endpoint_id, uuid, n)
+            JOIN ev ON ev.key = d.key
+            WHERE d.endpoint_id IS NULL OR (SELECT version FROM seen) = %s
+            ORDER BY d.n
+            RETURNING {columns(Delivery, "id")} AS id, {columns(Delivery, "uuid")} AS uuid
+        )
+        SELECT ev.key, ev.id, (SELECT version FROM seen), NULL::uuid FROM ev
+        UNION ALL
+        SELECT NULL, dv.id, NULL, dv.uuid FROM dv
+    """  # noqa: S608 -- names from the models, values as parameters
+    params += [DeliveryStatus.PENDING, now, now, now]
+    params += [
+        [d.event.key for d in deliveries],
+        [d.channel for d in deliveries],
+        [d.recipient_user_id for d in deliveries],
+        [d.recipient_email for d in deliveries],
+        [d.endpoint_id for d in deliveries],
+        [d.uuid for d in deliveries],
+        endpoints_version,
+    ]
+    ids: dict[str, int] = {}
+    seen: str | None = None
+    delivery_ids: dict[Any, int] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for key, pk, version, delivery_uuid in cursor.fetchall():
+            if key is None:
+                delivery_ids[delivery_uuid] = pk
+            else:
+                ids[key] = pk
+                seen = version
+    return ids, seen, delivery_ids
 
 
 def _deliver(events: list[Event], users: dict[int, Any], endpoints_version: str | None) -> None:
@@ -376,31 +528,44 @@ def _deliveries_for(
     """The deliveries of ``events``, with at most one query for the recipient users the caller
     did not hand over, one for the webhook endpoints unless the cached set is current, and one
     insert, however many events and recipients there are."""
-    recipients = {event.pk: _recipient_list(event.payload) for event in events}
+    now = timezone.now()
+    rows = _delivery_rows(events, known_users, _valid_endpoints(endpoints_version), now)
+    return Delivery.objects.bulk_create(rows) if rows else []
+
+
+def _delivery_rows(
+    events: list[Event],
+    known_users: dict[int, Any],
+    endpoints: Iterable[WebhookEndpoint],
+    now: Any,
+) -> list[Delivery]:
+    """The unsaved deliveries of ``events`` (saved or not), each event's people first, then its
+    endpoints; one query for the recipient users not in ``known_users``, none if all are."""
+    recipients = [_recipient_list(event.payload) for event in events]
     user_ids = {
-        r["user_id"]
-        for listed in recipients.values()
-        for r in listed
-        if isinstance(r.get("user_id"), int)
+        r["user_id"] for listed in recipients for r in listed if isinstance(r.get("user_id"), int)
     }
     users = {pk: known_users[pk] for pk in user_ids & known_users.keys()}
     missing = user_ids - users.keys()
     if missing:
         users.update((u.pk, u) for u in get_user_model()._default_manager.filter(pk__in=missing))
-    endpoints = _valid_endpoints(endpoints_version)
-    now = timezone.now()
+    endpoints = tuple(endpoints)
     rows: list[Delivery] = []
-    for event in events:
-        rows.extend(_person_rows(event, recipients[event.pk], users, now))
-        rows.extend(
-            # By id: the cached endpoint objects are shared, never attached to a delivery.
-            Delivery(
-                event=event, channel=Channel.WEBHOOK, endpoint_id=endpoint.pk, next_attempt_at=now
-            )
-            for endpoint in endpoints
-            if endpoint.subscribes_to(event.type)
-        )
-    return Delivery.objects.bulk_create(rows) if rows else []
+    for event, listed in zip(events, recipients, strict=True):
+        rows.extend(_person_rows(event, listed, users, now))
+        rows.extend(_webhook_rows(event, endpoints, now))
+    return rows
+
+
+def _webhook_rows(
+    event: Event, endpoints: Iterable[WebhookEndpoint], now: Any
+) -> Iterator[Delivery]:
+    return (
+        # By id: the cached endpoint objects are shared, never attached to a delivery.
+        Delivery(event=event, channel=Channel.WEBHOOK, endpoint_id=endpoint.pk, next_attempt_at=now)
+        for endpoint in endpoints
+        if endpoint.subscribes_to(event.type)
+    )
 
 
 def _person_rows(

@@ -28,6 +28,11 @@ def _emit(key: str, **kwargs):
     return event, [q["sql"] for q in captured.captured_queries]
 
 
+def _statements(sql: list[str]) -> list[str]:
+    """What the emit sent, less the transaction's own bookkeeping."""
+    return [q for q in sql if not q.startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))]
+
+
 def _endpoint_reads(sql: list[str]) -> list[str]:
     return [q for q in sql if q.startswith("SELECT") and "notifications_webhookendpoint" in q]
 
@@ -45,6 +50,32 @@ def test_an_unchanged_endpoint_set_is_not_read_again(endpoint):
     second, sql = _emit("b")
     assert _hooked(first) == _hooked(second) == {endpoint.pk}
     assert _endpoint_reads(sql) == []
+
+
+def test_with_the_set_unchanged_the_event_and_its_deliveries_are_one_statement(endpoint):
+    _emit("warm")
+    event, sql = _emit("one", recipients=[{"email": "a@example.com"}, {"email": "b@example.com"}])
+    statements = _statements(sql)
+    assert len(statements) == 1
+    assert statements[0].startswith("WITH")
+    rows = list(Delivery.objects.filter(event=event).order_by("id"))
+    # Written in the order worked out: the people, then the endpoint (dispatch follows ids).
+    assert [(d.channel, d.recipient_email, d.endpoint_id) for d in rows] == [
+        (Channel.EMAIL, "a@example.com", None),
+        (Channel.EMAIL, "b@example.com", None),
+        (Channel.WEBHOOK, "", endpoint.pk),
+    ]
+    assert all(d.status == "pending" and d.attempts == 0 and d.next_attempt_at for d in rows)
+
+
+def test_a_key_emitted_before_writes_nothing_in_that_statement(endpoint):
+    _emit("warm")
+    first, _ = _emit("twice")
+    again, sql = _emit("twice")
+    assert again is None
+    assert len(_statements(sql)) == 1
+    assert _hooked(first) == {endpoint.pk}
+    assert Delivery.objects.filter(event=first).count() == 1
 
 
 def test_an_endpoint_disabled_stops_receiving_at_the_next_event(endpoint):
