@@ -34,6 +34,19 @@ from programs.stages import NEXT_STAGE, TERMINAL_STAGES
 STAGE_PERM = "programs.change_stage"
 
 
+# What a move writes (the transitions, the stage clock); the row's other columns are the
+# editing services' and stay out of the UPDATE.
+_MOVED_FIELDS = (
+    "stage",
+    "held_from",
+    "held_stage_entered_at",
+    "held_stall_at",
+    "stage_entered_at",
+    "stall_at",
+    "updated_at",
+)
+
+
 def _run_transition(
     *,
     initiative: Initiative,
@@ -74,7 +87,7 @@ def _run_transition(
             else:
                 row.stage_entered_at = now
                 row.stall_at = stall_deadline(row.stage, now, gate_review_id)
-            row.save()
+            row.save(update_fields=_MOVED_FIELDS)
             record = StageTransition.objects.create(
                 initiative=row,
                 transition=name,
