@@ -53,7 +53,10 @@ def throwaway_database() -> Iterator[str]:
     from django.db import connection
     from django.test.utils import setup_test_environment, teardown_test_environment
 
-    setup_test_environment()
+    # DEBUG off, as in production: bench.settings inherits the test settings' DEBUG, and with it
+    # on every statement would also be formatted into the query log (setup_test_environment
+    # keeps the setting's value unless told otherwise).
+    setup_test_environment(debug=False)
     started = time.perf_counter()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     name = connection.settings_dict["NAME"]
