@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
@@ -87,8 +87,7 @@ def _run_transition(
             else:
                 row.stage_entered_at = now
                 row.stall_at = stall_deadline(row.stage, now, gate_review_id)
-            row.save(update_fields=_MOVED_FIELDS)
-            record = StageTransition.objects.create(
+            record = StageTransition(
                 initiative=row,
                 transition=name,
                 from_stage=from_stage,
@@ -97,6 +96,7 @@ def _run_transition(
                 reason=reason,
                 gate_review_id=gate_review_id,
             )
+            _save_move(row, from_stage, record, now)
             events.initiative_stage_changed(row, record).emit()
             if row.stage in TERMINAL_STAGES:
                 # Nobody acts on a closed initiative's milestones: take them off the sweep.
@@ -112,6 +112,59 @@ def _run_transition(
         # The caller's instance, as refresh_from_db would leave it (the row was just saved).
         reload_from(initiative, row)
     return record
+
+
+def _save_move(row: Initiative, from_stage: str, record: StageTransition, now: dt.datetime) -> None:
+    """Write the moved row's lifecycle columns and insert its transition record.
+
+    On PostgreSQL one statement does both, the UPDATE's RETURNING feeding the INSERT: a move is
+    on the path people wait on, and this spares a round trip. As with django-fsm's
+    ``ConcurrentTransitionMixin``, the UPDATE matches only while the row is still in
+    ``from_stage``, and a miss is a ``ConcurrentTransition`` (nothing was written). Elsewhere
+    (SQLite, the embedded default) the ORM's save and create do the same in two.
+    """
+    connection = connections[router.db_for_write(Initiative)]
+    if connection.vendor != "postgresql":
+        row.save(update_fields=_MOVED_FIELDS)
+        record.save()
+        return
+    row.updated_at = record.created_at = now
+    quote = connection.ops.quote_name
+    moved = [Initiative._meta.get_field(name) for name in _MOVED_FIELDS]
+    recorded = [f for f in StageTransition._meta.concrete_fields if not f.primary_key]
+    pk, stage = Initiative._meta.pk, Initiative._meta.get_field("stage")
+    assert pk is not None
+    # Cast: a bare parameter in a SELECT list is untyped, and NULL would not go in a bigint.
+    selected = [
+        "moved.id" if f.name == "initiative" else f"CAST(%s AS {f.db_type(connection)})"
+        for f in recorded
+    ]
+    sql = (
+        f"WITH moved AS (UPDATE {quote(Initiative._meta.db_table)} "  # noqa: S608 -- model names
+        f"SET {', '.join(f'{quote(f.column)} = %s' for f in moved)} "
+        f"WHERE {quote(pk.column)} = %s AND {quote(stage.column)} = %s "
+        f"RETURNING {quote(pk.column)} AS id) "
+        f"INSERT INTO {quote(StageTransition._meta.db_table)} "
+        f"({', '.join(quote(f.column) for f in recorded)}) "
+        f"SELECT {', '.join(selected)} "
+        f"FROM moved RETURNING {quote(StageTransition._meta.pk.column)}"
+    )
+    params = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in moved]
+    params += [row.pk, from_stage]
+    params += [
+        f.get_db_prep_save(getattr(record, f.attname), connection)
+        for f in recorded
+        if f.name != "initiative"
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = cursor.fetchone()
+    if returned is None:
+        raise ConcurrentTransition(f"{row.key} left '{from_stage}' before the move was saved")
+    row._update_initial_state()
+    record.pk = returned[0]
+    record._state.adding = False
+    record._state.db = connection.alias
 
 
 def _restore_clock(initiative: Initiative, *, paused: dt.timedelta, now: dt.datetime) -> None:
