@@ -132,6 +132,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # The statements a person waits on (a move, a decision) are the same few with new values
+    # each time: bound on the server and, from their PREPARE_THRESHOLD-th run on a connection,
+    # prepared, PostgreSQL stops re-planning them (its planning cost more than running them).
+    # Off (0) for a pooler in transaction mode that cannot keep prepared statements.
+    _prepare_threshold = env_int("DATABASE_PREPARE_THRESHOLD", 5, minimum=0)
+    if _prepare_threshold:
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=_prepare_threshold
+        )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -14,7 +14,7 @@ from django.db import DatabaseError, IntegrityError, connection, models, transac
 from gatekeeper.db import AppendOnlyModel, ImmutableModel, SafeFSMModelMixin
 from gates.models import GateReview
 from programs import services
-from programs.models import Initiative
+from programs.models import Initiative, StageTransition
 from programs.stages import Stage
 from tests.factories import InitiativeFactory
 from tests.unguarded import unguarded
@@ -66,36 +66,58 @@ def test_immutable_and_append_only_bases_live_in_one_place():
 # --- no session setting turns a guard off -----------------------------------------------------
 
 
+def _ignore(cursor: Any, uri: str) -> None:
+    """Ask the triggers to skip ``uri`` the way ``pgtrigger.ignore`` does: its session setting,
+    holding the trigger's URI and id. Set here as a statement of its own, because
+    ``pgtrigger.ignore`` prefixes it to every statement, which server-side binding (on, see
+    DATABASE_PREPARE_THRESHOLD) refuses as two commands in one."""
+    [(model, trigger)] = pgtrigger.registered(uri)
+    pgid = trigger.get_pgid(model)
+    cursor.execute(
+        "SELECT set_config('pgtrigger.ignore', %s, true)",
+        ["{" + f"{model._meta.db_table}:{pgid},{pgid}" + "}"],
+    )
+
+
 @committed
 def test_history_cannot_be_rewritten_even_with_pgtriggers_ignore(gate_port):
     record = services.initiative_hold(initiative=InitiativeFactory(), actor=None, reason="x")
-    with (
-        pgtrigger.ignore("programs.StageTransition:append_only"),
-        pytest.raises(DatabaseError),
-        transaction.atomic(),
-        connection.cursor() as cursor,
+    for statement in (
+        "UPDATE programs_stagetransition SET reason = 'y' WHERE id = %s",
+        "DELETE FROM programs_stagetransition WHERE id = %s",
     ):
-        cursor.execute(
-            "UPDATE programs_stagetransition SET reason = 'y' WHERE id = %s", [record.pk]
-        )
-    with (
-        pgtrigger.ignore("programs.StageTransition:append_only"),
-        pytest.raises(DatabaseError),
-        transaction.atomic(),
-        connection.cursor() as cursor,
-    ):
-        cursor.execute("DELETE FROM programs_stagetransition WHERE id = %s", [record.pk])
+        with (
+            pytest.raises(DatabaseError, match="Cannot update or delete rows"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            _ignore(cursor, "programs.StageTransition:append_only")
+            cursor.execute(statement, [record.pk])
+    assert StageTransition.objects.get(pk=record.pk).reason == "x"
 
 
 @committed
 def test_stage_guard_cannot_be_switched_off_with_pgtriggers_ignore():
     initiative = InitiativeFactory()
     with (
-        pgtrigger.ignore("programs.Initiative:stage_move_recorded"),
-        pytest.raises(IntegrityError),
+        pytest.raises(IntegrityError, match="without a transition record"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
     ):
+        _ignore(cursor, "programs.Initiative:stage_move_recorded")
         Initiative.objects.filter(pk=initiative.pk).update(stage=Stage.OPERATIONS)
     assert _stage(initiative) == Stage.PROPOSED
+
+
+@committed
+def test_pgtrigger_ignore_itself_is_refused_rather_than_honoured():
+    """With server-side binding, ``pgtrigger.ignore`` fails loudly instead of running its
+    statement: a shell's data fix learns at once that the guards stay on."""
+    with (
+        pgtrigger.ignore("programs.Initiative:stage_move_recorded"),
+        pytest.raises(DatabaseError, match="multiple commands"),
+    ):
+        Initiative.objects.filter(pk=0).update(stage=Stage.OPERATIONS)
 
 
 # --- django-fsm's protected flag ---------------------------------------------------------------
