@@ -362,6 +362,16 @@ def _insert_with_deliveries(
         for f in written
     ]
     ev_id, ev_key = columns(Event, "id"), columns(Event, "key")
+    # In the order of the SELECT below; the columns left out take their defaults (NULL).
+    delivery_columns = (
+        columns(
+            Delivery, "event", "channel", "recipient_user", "recipient_email", "endpoint", "uuid"
+        )
+        + ", "
+        + columns(Delivery, "status", "attempts", "next_attempt_at", "sweep_queued", "last_error")
+        + ", "
+        + columns(Delivery, "created_at", "updated_at")
+    )
     sql = f"""WITH seen AS (SELECT {_endpoints_version_sql(connection)} AS version),
         ev AS (
             INSERT INTO {quote(Event._meta.db_table)} ({columns(Event, *(f.name for f in written))})
@@ -370,24 +380,7 @@ def _insert_with_deliveries(
             RETURNING {ev_id} AS id, {ev_key} AS key
         ),
         dv AS (
-            INSERT INTO {quote(Delivery._meta.db_table)} ({
-        columns(
-            Delivery,
-            "event",
-            "channel",
-            "recipient_user",
-            "recipient_email",
-            "endpoint",
-            "uuid",
-            "status",
-            "attempts",
-            "next_attempt_at",
-            "sweep_queued",
-            "last_error",
-            "created_at",
-            "updated_at",
-        )
-    })
+            INSERT INTO {quote(Delivery._meta.db_table)} ({delivery_columns})
             SELECT ev.id, d.channel, d.user_id, d.email, d.endpoint_id, d.uuid,
                    %s, 0, %s, false, '', %s, %s
             FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::bigint[],
