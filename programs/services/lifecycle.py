@@ -13,7 +13,9 @@ and the move neither locks nor re-reads the row again.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connections, router, transaction
 from django.utils import timezone
@@ -129,6 +131,26 @@ def _save_move(row: Initiative, from_stage: str, record: StageTransition, now: d
         record.save()
         return
     row.updated_at = record.created_at = now
+    sql, moved, recorded = _move_statement(connection.alias)
+    params = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in moved]
+    params += [row.pk, from_stage]
+    params += [f.get_db_prep_save(getattr(record, f.attname), connection) for f in recorded]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = cursor.fetchone()
+    if returned is None:
+        raise ConcurrentTransition(f"{row.key} left '{from_stage}' before the move was saved")
+    row._update_initial_state()
+    record.pk = returned[0]
+    record._state.adding = False
+    record._state.db = connection.alias
+
+
+@functools.cache
+def _move_statement(alias: str) -> tuple[str, list[Any], list[Any]]:
+    """``_save_move``'s statement for the database ``alias``, with the fields whose values it
+    takes: the moved row's, then the record's (its initiative comes from the UPDATE)."""
+    connection = connections[alias]
     quote = connection.ops.quote_name
     moved = [Initiative._meta.get_field(name) for name in _MOVED_FIELDS]
     recorded = [f for f in StageTransition._meta.concrete_fields if not f.primary_key]
@@ -149,22 +171,7 @@ def _save_move(row: Initiative, from_stage: str, record: StageTransition, now: d
         f"SELECT {', '.join(selected)} "
         f"FROM moved RETURNING {quote(StageTransition._meta.pk.column)}"
     )
-    params = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in moved]
-    params += [row.pk, from_stage]
-    params += [
-        f.get_db_prep_save(getattr(record, f.attname), connection)
-        for f in recorded
-        if f.name != "initiative"
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        returned = cursor.fetchone()
-    if returned is None:
-        raise ConcurrentTransition(f"{row.key} left '{from_stage}' before the move was saved")
-    row._update_initial_state()
-    record.pk = returned[0]
-    record._state.adding = False
-    record._state.db = connection.alias
+    return sql, moved, [f for f in recorded if f.name != "initiative"]
 
 
 def _restore_clock(initiative: Initiative, *, paused: dt.timedelta, now: dt.datetime) -> None:
