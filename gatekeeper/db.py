@@ -247,6 +247,15 @@ def insert_ignoring_conflicts(
         return list(cursor.fetchall())
 
 
+def mark_saved(obj: models.Model, pk: Any, alias: str) -> None:
+    """``obj``, which the caller just inserted with SQL of its own (a multi-row or one-statement
+    write the ORM can't express), as the ORM leaves an instance it saved: its new primary key,
+    no longer adding, bound to the database ``alias``."""
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = alias
+
+
 def create_once_many(objs: Sequence[models.Model], *, returning: str) -> set[Any]:
     """``create_once`` for many rows of one model in one statement: insert each unless its unique
     constraint says it already happened, and return the ``returning`` column (one that tells the

@@ -159,6 +159,12 @@ class DeliveryStatus(models.TextChoices):
 UNDELIVERED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 
 
+def dispatched_with(channel: str, endpoint_id: int | None) -> int | None:
+    """What a delivery's dispatch message is grouped by: its webhook endpoint's id, or None for
+    a person's delivery (e-mails and in-app notes travel together)."""
+    return endpoint_id if channel == Channel.WEBHOOK else None
+
+
 class Delivery(models.Model):
     """One event told through one channel to one recipient (an address, an endpoint, a user)."""
 

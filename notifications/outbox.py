@@ -46,7 +46,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from gatekeeper import metrics
-from gatekeeper.db import insert_ignoring_conflicts
+from gatekeeper.db import insert_ignoring_conflicts, mark_saved
 from gatekeeper.logs import bind_event
 from notifications.models import (
     Channel,
@@ -54,6 +54,7 @@ from notifications.models import (
     DeliveryStatus,
     Event,
     WebhookEndpoint,
+    dispatched_with,
     event_types_problem,
 )
 from notifications.publisher import DISPATCH_GROUP_SIZE as DISPATCH_GROUP_SIZE
@@ -264,14 +265,18 @@ def _insert_all_once(
     )
     ids = {key: pk for pk, key, _ in returned}
     endpoints_version = returned[0][2] if returned else None
+    return _saved_by_key(rows, ids, connection.alias), endpoints_version
+
+
+def _saved_by_key(rows: Sequence[Event], ids: dict[str, int], alias: str) -> dict[str, Event]:
+    """The rows a statement inserted, given the ids it returned by key, marked saved; of a key
+    given twice, the first row."""
     inserted: dict[str, Event] = {}
     for row in rows:
         if row.key in ids and row.key not in inserted:
-            row.pk = ids[row.key]
-            row._state.adding = False
-            row._state.db = connection.alias
+            mark_saved(row, ids[row.key], alias)
             inserted[row.key] = row
-    return inserted, endpoints_version
+    return inserted
 
 
 def _record_and_deliver(
@@ -304,22 +309,13 @@ def _record_and_deliver(
     ids, endpoints_version, delivery_ids = _insert_with_deliveries(
         connection, events, planned, cached.version, now
     )
-    inserted: dict[str, Event] = {}
-    for event in events:
-        if event.key in ids:
-            event.pk = ids[event.key]
-            event._state.adding = False
-            event._state.db = connection.alias
-            inserted[event.key] = event
-    recorded = _recorded(connection, rows, inserted)
+    recorded = _recorded(connection, rows, _saved_by_key(events, ids, connection.alias))
     written: list[Delivery] = []
     for delivery in planned:
         pk = delivery_ids.get(delivery.uuid)
         if pk is not None:
-            delivery.pk = pk
+            mark_saved(delivery, pk, connection.alias)
             delivery.event_id = delivery.event.pk
-            delivery._state.adding = False
-            delivery._state.db = connection.alias
             written.append(delivery)
     if recorded and endpoints_version != cached.version:
         # The endpoints changed since this process read them: the statement wrote no webhook
@@ -453,7 +449,7 @@ class _Dispatch:
 
     def add(self, deliveries: list[Delivery]) -> None:
         self.deliveries.extend(
-            (d.pk, d.endpoint_id if d.channel == Channel.WEBHOOK else None) for d in deliveries
+            (d.pk, dispatched_with(d.channel, d.endpoint_id)) for d in deliveries
         )
 
     def publish(self) -> None:

@@ -32,6 +32,7 @@ from notifications.models import (
     DeliveryStatus,
     Notification,
     WebhookEndpoint,
+    dispatched_with,
 )
 from notifications.outbox import dispatch_groups, emit, enqueue_dispatch
 from notifications.publisher import Group, publish_after_commit
@@ -286,7 +287,7 @@ def _mark_queued(
     now = now or timezone.now()
     with transaction.atomic():
         rows = [
-            (delivery_id, endpoint_id if channel == Channel.WEBHOOK else None)
+            (delivery_id, dispatched_with(channel, endpoint_id))
             for delivery_id, endpoint_id, channel in Delivery.objects.filter(_due(now, conf))
             .order_by("next_attempt_at", "id")
             .select_for_update(skip_locked=True)
@@ -359,7 +360,7 @@ def delivery_retry(*, delivery_id: int) -> bool:
             channel, endpoint_id = (
                 Delivery.objects.filter(pk=delivery_id).values_list("channel", "endpoint_id").get()
             )
-            group = Group(endpoint_id if channel == Channel.WEBHOOK else None, [delivery_id])
+            group = Group(dispatched_with(channel, endpoint_id), [delivery_id])
             transaction.on_commit(lambda: publish_after_commit([group]))
     return changed == 1
 

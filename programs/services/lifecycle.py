@@ -21,6 +21,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
+from gatekeeper.db import mark_saved
 from gatekeeper.errors import Conflict, TransitionRefused
 from gatekeeper.types import User
 from programs import events
@@ -141,9 +142,7 @@ def _save_move(row: Initiative, from_stage: str, record: StageTransition, now: d
     if returned is None:
         raise ConcurrentTransition(f"{row.key} left '{from_stage}' before the move was saved")
     row._update_initial_state()
-    record.pk = returned[0]
-    record._state.adding = False
-    record._state.db = connection.alias
+    mark_saved(record, returned[0], connection.alias)
 
 
 @functools.cache
