@@ -100,12 +100,17 @@ def listener() -> Iterator[CountingListener]:
 
 @pytest.fixture
 def connects(monkeypatch) -> list[Any]:
-    """Every address a Python socket connects to during the test (the database's is libpq's)."""
+    """Every address a Python socket connects to from the test's thread during the test (the
+    database's is libpq's). Only this thread's: the code under test sends from it, while a
+    process-wide thread (the dispatch publisher, a broker pool left by an earlier test in this
+    worker) may connect to its own servers at any moment."""
     seen: list[Any] = []
     real_connect = socket.socket.connect
+    test_thread = threading.get_ident()
 
     def connect(sock: socket.socket, address: Any) -> None:
-        seen.append(address)
+        if threading.get_ident() == test_thread:
+            seen.append(address)
         return real_connect(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", connect)
