@@ -764,12 +764,22 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
     filterset_class = api_filters.ApprovalFilter
 
     def scoped(self, user: Any) -> QuerySet[Any]:
-        approvals = gates_selectors.approvals_visible_to(user=user).order_by("due_at", "id")
-        if self.action == "decision":
-            # The lookup only proves the caller may see the approval: the decision locks and
-            # reads the rows it needs itself, and the answer is built from those.
-            return approvals.select_related(None).only("id", "review_id")
-        return approvals
+        return gates_selectors.approvals_visible_to(user=user).order_by("due_at", "id")
+
+    def get_object(self) -> Any:
+        if self.action != "decision":
+            return super().get_object()
+        # The lookup only proves the caller may see the approval: the decision locks and reads
+        # the rows it needs itself, and the answer is built from those. One compiled statement
+        # (the scope's rule with the PMO check and the deputy's principals inside it), where
+        # building the list's queryset cost more CPU than the decision's own reads.
+        approval = gates_selectors.approval_visible_to(
+            user=self.request.user, pk=int(self.kwargs[self.lookup_field])
+        )
+        if approval is None:
+            raise NotFound()
+        self.check_object_permissions(self.request, approval)
+        return approval
 
     @extend_schema(
         summary="Approve or reject (the approver or their deputy; never the submitter or a "

@@ -10,11 +10,15 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
+from gatekeeper.compiled import CompiledRead, Param
 from gatekeeper.types import User
 from gates.criteria import describe_check, run_check
 from gates.models import (
@@ -269,6 +273,27 @@ def approvals_decided_by(*, user: User) -> QuerySet[Approval]:
     )
 
 
+def _involved_in_review(user_id: Any, day: Any, *, review: str) -> Q:
+    """Who sees a review besides the PMO and superusers: its initiative's owner, sponsor and
+    delivery lead, and whoever it asks to approve or deputises for them on ``day``.
+
+    ``user_id`` and ``day`` are values or ``Param``s (the rule is the same compiled or not);
+    ``review`` is the path from the filtered model to the review: ``""`` for reviews,
+    ``"review__"`` for approvals. In one statement: the deputy's principals are a subquery, not
+    a query of their own, and an approval matching twice does not repeat its review."""
+    principals = delegations_in_force(day).filter(deputy_id=user_id).values("principal_id")
+    asked = Approval.objects.filter(
+        Q(approver_id=user_id) | Q(approver_id__in=principals),
+        review_id=OuterRef(f"{review}pk"),
+    )
+    return (
+        Q(**{f"{review}initiative__business_owner_id": user_id})
+        | Q(**{f"{review}initiative__sponsor_id": user_id})
+        | Q(**{f"{review}initiative__delivery_lead_id": user_id})
+        | Q(Exists(asked))
+    )
+
+
 def reviews_visible_to(*, user: User) -> QuerySet[GateReview]:
     qs = GateReview.objects.select_related(
         "initiative", "initiative__business_unit", "gate", "template", "submitted_by"
@@ -277,12 +302,7 @@ def reviews_visible_to(*, user: User) -> QuerySet[GateReview]:
         return qs.none()
     if user.is_superuser or user.groups.filter(name=PMO).exists():
         return qs
-    return qs.filter(
-        Q(initiative__business_owner=user)
-        | Q(initiative__sponsor=user)
-        | Q(initiative__delivery_lead=user)
-        | Q(approvals__approver_id__in=principals_of(user))
-    ).distinct()
+    return qs.filter(_involved_in_review(user.pk, timezone.localdate(), review=""))
 
 
 # --- what the admin lists and offers ------------------------------------------------------
@@ -354,6 +374,42 @@ def approvals_visible_to(*, user: User) -> QuerySet[Approval]:
     return Approval.objects.select_related(
         "review__gate", "review__initiative", "approver", "decided_by"
     ).filter(review__in=reviews_visible_to(user=user).values("pk"))
+
+
+def _visible_approval(*, everything: bool) -> QuerySet[Approval, Approval]:
+    # ``reviews_visible_to``'s rule in one statement: the PMO membership is an EXISTS here, not
+    # a query of its own, so that it is compiled once (gatekeeper.compiled) and sent alone.
+    pk_field = Approval._meta.pk
+    approvals = Approval.objects.filter(pk=Param("pk", pk_field))  # type: ignore[arg-type]
+    if not everything:
+        user_id = Param("user_id", pk_field)  # type: ignore[arg-type]
+        pmo = get_user_model().groups.through.objects.filter(user_id=user_id, group__name=PMO)
+        day = Param("day", Delegation._meta.get_field("starts_on"))  # type: ignore[arg-type]
+        approvals = approvals.filter(
+            Q(Exists(pmo)) | _involved_in_review(user_id, day, review="review__")
+        )
+    return approvals.only("id", "review_id").order_by()
+
+
+# Built and compiled once per connection: the API's decision looks its approval up with it on
+# every call, and building the rule's queryset cost more CPU than the statement takes to run.
+_VISIBLE_APPROVAL = CompiledRead(Approval, partial(_visible_approval, everything=False))
+_ANY_APPROVAL = CompiledRead(Approval, partial(_visible_approval, everything=True))
+
+
+def approval_visible_to(*, user: Any, pk: int) -> Approval | None:
+    """The approval ``pk`` with only its id and review loaded, if ``user`` may see it (the rule
+    of ``approvals_visible_to``, in one statement); None if it is not there or not theirs."""
+    if not user.is_authenticated:
+        return None
+    low, high = connection.ops.integer_field_range(Approval._meta.pk.get_internal_type())
+    if not low <= pk <= high:
+        return None  # as the ORM answers a lookup out of the column's range: no such row
+    if user.is_superuser:
+        found = _ANY_APPROVAL(pk=pk)
+    else:
+        found = _VISIBLE_APPROVAL(pk=pk, user_id=user.pk, day=timezone.localdate())
+    return found[0] if found else None
 
 
 def evidence_visible_to(*, user: User) -> QuerySet[Evidence]:

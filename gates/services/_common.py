@@ -128,7 +128,25 @@ def review_log(
     data: dict[str, Any] | None = None,
 ) -> ReviewEvent:
     """Append to the review's own history (who did what, and for whom)."""
-    return ReviewEvent.objects.create(
+    entry = review_entry(
+        review, kind, actor, approval=approval, on_behalf_of=on_behalf_of, data=data
+    )
+    entry.save(force_insert=True)
+    return entry
+
+
+def review_entry(
+    review: GateReview,
+    kind: str,
+    actor: User | None,
+    *,
+    approval: Approval | None = None,
+    on_behalf_of: User | None = None,
+    data: dict[str, Any] | None = None,
+) -> ReviewEvent:
+    """``review_log``'s entry, not yet written: for a write that logs several steps of one
+    transaction in one statement (``review_log_all``)."""
+    return ReviewEvent(
         review=review,
         kind=kind,
         actor=actor,
@@ -136,3 +154,9 @@ def review_log(
         on_behalf_of=on_behalf_of,
         data=data or {},
     )
+
+
+def review_log_all(entries: list[ReviewEvent]) -> None:
+    """Append ``entries`` to their reviews' history in one statement, in the order given (their
+    ids follow it, and the log is read in id order within one instant)."""
+    ReviewEvent.objects.bulk_create(entries)

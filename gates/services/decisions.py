@@ -40,11 +40,18 @@ from gates.models import (
     GateCondition,
     GateReview,
     Outcome,
+    ReviewEvent,
     ReviewState,
 )
 from gates.quorum import QuorumResult, quorum
 from gates.selectors import delegations_in_force
-from gates.services._common import Errors, lock_review, require_actor, review_log
+from gates.services._common import (
+    Errors,
+    lock_review,
+    require_actor,
+    review_entry,
+    review_log_all,
+)
 from notifications import outbox
 from programs import services as programs
 from programs.roles import INTEGRATIONS
@@ -222,7 +229,7 @@ def approval_decide(
         locked.outcome = chosen if decision == Decision.REJECT else ""
         locked.decided_by = person
         locked.decided_at = now
-        locked.save()
+        locked.save(update_fields=["status", "comment", "outcome", "decided_by", "decided_at"])
         for spec in conditions:
             GateCondition.objects.create(
                 review=review,
@@ -232,7 +239,9 @@ def approval_decide(
                 due_at=spec.due_at,
             )
         deputy_for = locked.approver if locked.approver_id != person.pk else None
-        review_log(
+        # Logged now, written with the review's own decision if this one decides it (one
+        # statement for both; the log's guard checks at commit).
+        logged = review_entry(
             review,
             EventKind.APPROVAL_DECIDED,
             person,
@@ -262,7 +271,10 @@ def approval_decide(
                 others=others,
                 conditioned=bool(conditions) or any(a.has_conditions for a in others),
                 now=now,
+                logged=logged,
             )
+        else:
+            review_log_all([logged])
     _reload_from(approval, locked)
     return locked
 
@@ -308,9 +320,11 @@ def _decide_review(
     others: Sequence[Approval],
     conditioned: bool,
     now: dt.datetime,
+    logged: ReviewEvent,
 ) -> None:
     """``others``: the review's approvals but ``decisive``, read under its lock; ``conditioned``:
-    whether any approval of the review came with conditions."""
+    whether any approval of the review came with conditions; ``logged``: the decisive
+    approval's log entry, not yet written (it goes in with the review's)."""
     initiative = review.initiative
     gate = review.gate
     if initiative.stage != gate.from_stage:
@@ -371,7 +385,7 @@ def _decide_review(
                 )
                 condition.save(update_fields=["milestone"])
 
-    review_log(
+    decided = review_entry(
         review,
         EventKind.REVIEW_DECIDED,
         None,
@@ -384,6 +398,7 @@ def _decide_review(
             "initiative_stage": initiative.stage,
         },
     )
+    review_log_all([logged, decided])
     events.review_decided(
         review=review,
         outcome=outcome,

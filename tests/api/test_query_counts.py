@@ -153,9 +153,10 @@ def test_the_initiative_list_reads_each_rows_lists_with_its_page(django_assert_m
 
 
 # Issue 11's budget for a deciding approval through the API: the service's own queries plus
-# the API's (the lockout check, the token, the caller's scope and the approval), nothing read
-# again for the answer. Measured inside the test's transaction: a savepoint pair counts.
-API_DECIDING_APPROVAL_MAX = 19
+# the API's (the lockout check, the token, and the approval looked up with the caller's scope in
+# the same statement), nothing read again for the answer. Measured inside the test's
+# transaction: a savepoint pair counts.
+API_DECIDING_APPROVAL_MAX = 16
 
 
 def test_a_deciding_approval_through_the_api_stays_within_its_budget(
