@@ -50,6 +50,27 @@ def test_expired_token_is_refused():
     assert response.status_code == 401
 
 
+def test_a_token_is_checked_in_full_and_its_user_must_be_active():
+    user = UserFactory(groups=[PMO])
+    _, token = AuthToken.objects.create(user=user)
+    api = APIClient()
+
+    def answer(presented: str) -> int:
+        api.credentials(HTTP_AUTHORIZATION=f"Token {presented}")
+        return api.get("/api/v1/initiatives/").status_code
+
+    # The stored key (its first 15 characters) finds the row; the rest must hash to its digest.
+    forged = token[:-1] + ("0" if token[-1] != "0" else "1")
+    assert answer(forged) == 401
+    assert answer(token[:15]) == 401
+    # Two tokens of one user: each works, by its own digest.
+    _, second = AuthToken.objects.create(user=user)
+    assert (answer(token), answer(second)) == (200, 200)
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    assert (answer(token), answer(second)) == (401, 401)
+
+
 @pytest.mark.parametrize(
     "header",
     [b"Token \x00abc", b"Token \xff\xfe", b"Token a b", b"Token", "Token " + "a" * 5000],
