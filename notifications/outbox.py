@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid as uuid_module
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -305,24 +306,23 @@ def _record_and_deliver(
     now = timezone.now()
     for event in events:
         event.created_at = now
-    planned = _delivery_rows(events, users, cached.endpoints, now)
+    planned = _delivery_rows(events, users, cached.endpoints)
     ids, endpoints_version, delivery_ids = _insert_with_deliveries(
         connection, events, planned, cached.version, now
     )
     recorded = _recorded(connection, rows, _saved_by_key(events, ids, connection.alias))
-    written: list[Delivery] = []
-    for delivery in planned:
-        pk = delivery_ids.get(delivery.uuid)
+    written: list[Planned | Delivery] = []
+    for planned_row in planned:
+        pk = delivery_ids.get(planned_row.uuid)
         if pk is not None:
-            mark_saved(delivery, pk, connection.alias)
-            delivery.event_id = delivery.event.pk
-            written.append(delivery)
+            planned_row.pk = pk
+            written.append(planned_row)
     if recorded and endpoints_version != cached.version:
         # The endpoints changed since this process read them: the statement wrote no webhook
         # delivery; write those of the set it saw.
         endpoints = tuple(_valid_endpoints(endpoints_version))
-        hooks = [row for event in recorded for row in _webhook_rows(event, endpoints, now)]
-        written.extend(Delivery.objects.bulk_create(hooks) if hooks else [])
+        hooks = [row for event in recorded for row in _webhook_rows(event, endpoints)]
+        written.extend(_bulk_create(hooks, now))
     if recorded:
         logger.info("deliveries written", extra={"deliveries": len(written)})
     if written:
@@ -333,7 +333,7 @@ def _record_and_deliver(
 def _insert_with_deliveries(
     connection: BaseDatabaseWrapper,
     events: list[Event],
-    deliveries: list[Delivery],
+    deliveries: list[Planned],
     endpoints_version: str,
     now: Any,
 ) -> tuple[dict[str, int], str | None, dict[Any, int]]:
@@ -395,7 +395,7 @@ def _insert_with_deliveries(
     params += [
         [d.event.key for d in deliveries],
         [d.channel for d in deliveries],
-        [d.recipient_user_id for d in deliveries],
+        [d.recipient_user.pk if d.recipient_user is not None else None for d in deliveries],
         [d.recipient_email for d in deliveries],
         [d.endpoint_id for d in deliveries],
         [d.uuid for d in deliveries],
@@ -447,9 +447,11 @@ class _Dispatch:
     deliveries: list[tuple[int, int | None]] = field(default_factory=list)
     published: bool = False
 
-    def add(self, deliveries: list[Delivery]) -> None:
+    def add(self, deliveries: Sequence[Planned | Delivery]) -> None:
         self.deliveries.extend(
-            (d.pk, dispatched_with(d.channel, d.endpoint_id)) for d in deliveries
+            (d.pk, dispatched_with(d.channel, d.endpoint_id))
+            for d in deliveries
+            if d.pk is not None  # always, once written: only written ones come here
         )
 
     def publish(self) -> None:
@@ -475,7 +477,9 @@ _dispatching: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Dispatch] = (
 )
 
 
-def _dispatch_on_commit(connection: BaseDatabaseWrapper, deliveries: list[Delivery]) -> None:
+def _dispatch_on_commit(
+    connection: BaseDatabaseWrapper, deliveries: Sequence[Planned | Delivery]
+) -> None:
     """Have ``deliveries`` dispatched when the transaction commits, in the messages of the
     transaction's ``_Dispatch``; one on-commit callback per ``_Dispatch``.
 
@@ -517,19 +521,46 @@ def _deliveries_for(
     """The deliveries of ``events``, with at most one query for the recipient users the caller
     did not hand over, one for the webhook endpoints unless the cached set is current, and one
     insert, however many events and recipients there are."""
-    now = timezone.now()
-    rows = _delivery_rows(events, known_users, _valid_endpoints(endpoints_version), now)
-    return Delivery.objects.bulk_create(rows) if rows else []
+    rows = _delivery_rows(events, known_users, _valid_endpoints(endpoints_version))
+    return _bulk_create(rows, timezone.now())
+
+
+@dataclass(slots=True)
+class Planned:
+    """A delivery to write: what the outbox works out per event and recipient. Plain data, not
+    a model instance: an event with many recipients plans many, and building each as a
+    ``Delivery`` (every field's default, the related objects' descriptors) cost more CPU than
+    the statement that writes them all. ``pk`` is set once it is written."""
+
+    event: Event
+    channel: str
+    recipient_user: Any = None
+    recipient_email: str = ""
+    endpoint_id: int | None = None
+    uuid: uuid_module.UUID = field(default_factory=uuid_module.uuid4)
+    pk: int | None = None
+
+    def as_delivery(self, now: Any) -> Delivery:
+        return Delivery(
+            event=self.event,
+            channel=self.channel,
+            recipient_user=self.recipient_user,
+            recipient_email=self.recipient_email,
+            endpoint_id=self.endpoint_id,
+            uuid=self.uuid,
+            next_attempt_at=now,
+        )
+
+
+def _bulk_create(rows: Sequence[Planned], now: Any) -> list[Delivery]:
+    return Delivery.objects.bulk_create([r.as_delivery(now) for r in rows]) if rows else []
 
 
 def _delivery_rows(
-    events: list[Event],
-    known_users: dict[int, Any],
-    endpoints: Iterable[WebhookEndpoint],
-    now: Any,
-) -> list[Delivery]:
-    """The unsaved deliveries of ``events`` (saved or not), each event's people first, then its
-    endpoints; one query for the recipient users not in ``known_users``, none if all are."""
+    events: list[Event], known_users: dict[int, Any], endpoints: Iterable[WebhookEndpoint]
+) -> list[Planned]:
+    """The deliveries of ``events`` (saved or not) to write, each event's people first, then
+    its endpoints; one query for the recipient users not in ``known_users``, none if all are."""
     recipients = [_recipient_list(event.payload) for event in events]
     user_ids = {
         r["user_id"] for listed in recipients for r in listed if isinstance(r.get("user_id"), int)
@@ -539,27 +570,25 @@ def _delivery_rows(
     if missing:
         users.update((u.pk, u) for u in get_user_model()._default_manager.filter(pk__in=missing))
     endpoints = tuple(endpoints)
-    rows: list[Delivery] = []
+    rows: list[Planned] = []
     for event, listed in zip(events, recipients, strict=True):
-        rows.extend(_person_rows(event, listed, users, now))
-        rows.extend(_webhook_rows(event, endpoints, now))
+        rows.extend(_person_rows(event, listed, users))
+        rows.extend(_webhook_rows(event, endpoints))
     return rows
 
 
-def _webhook_rows(
-    event: Event, endpoints: Iterable[WebhookEndpoint], now: Any
-) -> Iterator[Delivery]:
+def _webhook_rows(event: Event, endpoints: Iterable[WebhookEndpoint]) -> Iterator[Planned]:
     return (
         # By id: the cached endpoint objects are shared, never attached to a delivery.
-        Delivery(event=event, channel=Channel.WEBHOOK, endpoint_id=endpoint.pk, next_attempt_at=now)
+        Planned(event, Channel.WEBHOOK, endpoint_id=endpoint.pk)
         for endpoint in endpoints
         if endpoint.subscribes_to(event.type)
     )
 
 
 def _person_rows(
-    event: Event, recipients: list[dict[str, Any]], users: dict[int, Any], now: Any
-) -> Iterator[Delivery]:
+    event: Event, recipients: list[dict[str, Any]], users: dict[int, Any]
+) -> Iterator[Planned]:
     seen_emails: set[str] = set()
     seen_users: set[int] = set()
     for recipient in recipients:
@@ -569,18 +598,10 @@ def _person_rows(
         address = str(recipient.get("email") or getattr(user, "email", "") or "").strip()
         if address and address.lower() not in seen_emails:
             seen_emails.add(address.lower())
-            yield Delivery(
-                event=event,
-                channel=Channel.EMAIL,
-                recipient_user=user,
-                recipient_email=address,
-                next_attempt_at=now,
-            )
+            yield Planned(event, Channel.EMAIL, recipient_user=user, recipient_email=address)
         if user is not None and user.pk not in seen_users:
             seen_users.add(user.pk)
-            yield Delivery(
-                event=event, channel=Channel.IN_APP, recipient_user=user, next_attempt_at=now
-            )
+            yield Planned(event, Channel.IN_APP, recipient_user=user)
 
 
 def _endpoints_version_sql(connection: BaseDatabaseWrapper) -> str:
