@@ -791,6 +791,32 @@ class ApprovalSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         read_only_fields = fields
 
 
+def approval_representation(approval: Approval) -> dict[str, Any]:
+    """``ApprovalSerializer(approval).data``, written directly: what every deciding call
+    answers. DRF builds a model serializer's fields anew for each response (each model field's
+    class and arguments worked out, each declared field copied), which cost a decision about
+    1.5 ms of CPU, more than the decision's own approval update. The serializer stays the
+    contract (the schema, the reads); tests/api/test_approval_representation.py holds the two
+    equal, value for value and byte for byte once rendered."""
+    stamp = _datetime_representation()
+    review = approval.review
+    decided_by = approval.decided_by
+    return {
+        "id": approval.pk,
+        "review": approval.review_id,
+        "initiative": str(review.initiative.key),
+        "gate": str(review.gate.code),
+        "role": str(approval.role),
+        "approver": approval.approver.username,
+        "status": str(approval.status),
+        "outcome": str(approval.outcome),
+        "comment": str(approval.comment),
+        "decided_by": None if decided_by is None else decided_by.username,
+        "decided_at": None if approval.decided_at is None else stamp(approval.decided_at),
+        "due_at": stamp(approval.due_at),
+    }
+
+
 class DecisionSerializer(serializers.Serializer):  # type: ignore[type-arg]
     decision = serializers.ChoiceField(choices=Decision.choices)
     comment = Text(required=False, default="")

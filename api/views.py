@@ -821,7 +821,7 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
         )
         # The saved row as the decision locked it (review, initiative, gate and people loaded):
         # what a read would return now, without reading it again.
-        return Response(s.ApprovalSerializer(decided).data)
+        return Response(s.approval_representation(decided))
 
 
 @extend_schema_view(
