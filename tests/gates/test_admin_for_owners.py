@@ -42,9 +42,11 @@ def _text(response) -> str:
 
 
 def _overdue(approval: Approval, days: int) -> None:
-    Approval.objects.filter(pk=approval.pk).update(
-        due_at=timezone.now() - dt.timedelta(days=days, hours=1)
-    )
+    # Due at noon, ``days`` calendar days ago: the inbox counts overdue days by date, so a
+    # deadline a fixed number of hours back reads one day more just after midnight.
+    day = timezone.localdate() - dt.timedelta(days=days)
+    due_at = dt.datetime.combine(day, dt.time(12), tzinfo=timezone.get_current_timezone())
+    Approval.objects.filter(pk=approval.pk).update(due_at=due_at)
 
 
 @pytest.fixture
