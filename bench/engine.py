@@ -23,6 +23,8 @@ from bench import common
 
 TARGET_HOLD_RATIO = 1.5
 TARGET_DECIDE_MS = 15.0
+# The peer's hold when the issue set the decision's 15 ms (same machine, same bench).
+ISSUE_PEER_HOLD_MS = 2.8
 
 
 def main() -> None:
@@ -195,6 +197,13 @@ def run(rounds: int) -> None:
         print(samples.line())
     ratio = hold.median / peer.median
     print(f"  ratio hold/peer (median): {ratio:.2f}x   (p95: {hold.p95 / peer.p95:.2f}x)")
+    # The decision's target is a time on the machine it was set on, where the peer's hold took
+    # 2.8 ms: in peer holds, comparable across machines as the time is not.
+    print(
+        f"  deciding approval in peer holds (median): {decide.median / peer.median:.2f}x   "
+        f"(the 15 ms target was {TARGET_DECIDE_MS / ISSUE_PEER_HOLD_MS:.2f}x the "
+        f"{ISSUE_PEER_HOLD_MS} ms peer hold of the machine it was set on)"
+    )
     common.target("hold vs peer-with-outbox, median ratio", ratio, TARGET_HOLD_RATIO, "x")
     common.target("deciding approval, median", common.ms(decide.median), TARGET_DECIDE_MS, " ms")
 
