@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
 from django.db import connection
 from django.db.models import QuerySet
@@ -14,6 +15,8 @@ from gatekeeper.errors import PermissionDenied, ValidationFailed
 from gatekeeper.types import User
 from gates.models import Approval, GateReview, ReviewEvent
 from programs.models import Initiative
+
+P = ParamSpec("P")
 
 
 @dataclass
@@ -118,23 +121,6 @@ def lock_review(review_id: int) -> GateReview:
     return reviews[0]
 
 
-def review_log(
-    review: GateReview,
-    kind: str,
-    actor: User | None,
-    *,
-    approval: Approval | None = None,
-    on_behalf_of: User | None = None,
-    data: dict[str, Any] | None = None,
-) -> ReviewEvent:
-    """Append to the review's own history (who did what, and for whom)."""
-    entry = review_entry(
-        review, kind, actor, approval=approval, on_behalf_of=on_behalf_of, data=data
-    )
-    entry.save(force_insert=True)
-    return entry
-
-
 def review_entry(
     review: GateReview,
     kind: str,
@@ -144,8 +130,8 @@ def review_entry(
     on_behalf_of: User | None = None,
     data: dict[str, Any] | None = None,
 ) -> ReviewEvent:
-    """``review_log``'s entry, not yet written: for a write that logs several steps of one
-    transaction in one statement (``review_log_all``)."""
+    """An entry of the review's own history (who did what, and for whom), not yet written:
+    ``review_log`` writes one, ``review_log_all`` several steps of one transaction at once."""
     return ReviewEvent(
         review=review,
         kind=kind,
@@ -154,6 +140,19 @@ def review_entry(
         on_behalf_of=on_behalf_of,
         data=data or {},
     )
+
+
+def _written(entry: Callable[P, ReviewEvent]) -> Callable[P, ReviewEvent]:
+    def write(*args: P.args, **kwargs: P.kwargs) -> ReviewEvent:
+        made = entry(*args, **kwargs)
+        made.save(force_insert=True)
+        return made
+
+    return write
+
+
+# Append one entry to the review's history now: review_entry's arguments, the entry written.
+review_log = _written(review_entry)
 
 
 def review_log_all(entries: list[ReviewEvent]) -> None:
