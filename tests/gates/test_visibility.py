@@ -101,18 +101,20 @@ def test_the_lookup_and_the_list_agree_for_everyone(world):
 
 
 def test_the_list_names_each_review_once(world, panel):
-    mine, _theirs, people = world
-    # Owner of the initiative and asked twice over (as the owner and as the business approver's
-    # deputy): every path to the review matches, the review is listed once.
+    mine, theirs, people = world
+    # The owner of the first initiative, asked on its review as its business owner, and the
+    # PMO's deputy today, so asked again on it (and on the other review, as the PMO's deputy):
+    # two approvals of one review match, the review is listed once.
     owner = people["owner"]
     today = timezone.localdate()
     services.delegation_create(
-        actor=None, principal=panel.business, deputy=owner, starts_on=today, ends_on=today
+        actor=None, principal=panel.pmo, deputy=owner, starts_on=today, ends_on=today
     )
+    assert mine.approvals.filter(approver__in=[owner, panel.pmo]).count() == 2
     reviews = list(selectors.reviews_visible_to(user=owner).values_list("pk", flat=True))
-    assert reviews == [mine.pk]
+    assert sorted(reviews) == sorted([mine.pk, theirs.pk])
     approvals = list(selectors.approvals_visible_to(user=owner).values_list("pk", flat=True))
-    assert len(approvals) == len(set(approvals)) == mine.approvals.count()
+    assert len(approvals) == len(set(approvals)) == Approval.objects.count()
 
 
 def test_an_unknown_or_out_of_range_approval_is_nobodys(world):
