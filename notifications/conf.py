@@ -19,6 +19,8 @@ from gatekeeper.env import env_bool, env_int
 # The ceiling for a single backoff step; a longer one would also let a retry outlive
 # the broker's visibility timeout if a future change ever moved retries into the broker.
 RETRY_DELAY_CEILING_SECONDS = 30 * 60
+# A message only wakes a worker sooner than the sweep would; held for seconds, it would not.
+MAX_DISPATCH_LINGER_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class DeliveryConf:
     # Dispatch messages are published by a thread of their own, not by the thread that
     # committed (``notifications.publisher``).
     publish_in_background: bool
+    # How long the publisher thread, once a commit's message is waiting, waits for more commits
+    # to merge with it (``notifications.publisher``); 0 publishes what is waiting at once.
+    dispatch_linger_ms: int
 
 
 def _defaults() -> dict[str, int | bool]:
@@ -56,6 +61,7 @@ def _defaults() -> dict[str, int | bool]:
             "GATEKEEPER_REDISPATCH_REQUEUE_SECONDS", 60, minimum=1
         ),
         "PUBLISH_IN_BACKGROUND": env_bool("GATEKEEPER_DISPATCH_PUBLISH_IN_BACKGROUND", True),
+        "DISPATCH_LINGER_MS": env_int("GATEKEEPER_DISPATCH_LINGER_MS", 20, minimum=0),
     }
 
 
@@ -94,7 +100,13 @@ def _read_conf() -> DeliveryConf:
         redispatch_grace_seconds=int(values["REDISPATCH_GRACE_SECONDS"]),
         redispatch_requeue_seconds=int(values["REDISPATCH_REQUEUE_SECONDS"]),
         publish_in_background=bool(values["PUBLISH_IN_BACKGROUND"]),
+        dispatch_linger_ms=int(values["DISPATCH_LINGER_MS"]),
     )
+    if not 0 <= conf.dispatch_linger_ms <= MAX_DISPATCH_LINGER_MS:
+        raise ImproperlyConfigured(
+            f"GATEKEEPER_DISPATCH_LINGER_MS={conf.dispatch_linger_ms} must be between 0 and "
+            f"{MAX_DISPATCH_LINGER_MS}"
+        )
     if conf.retry_max_seconds > RETRY_DELAY_CEILING_SECONDS:
         raise ImproperlyConfigured(
             f"GATEKEEPER_DELIVERY_RETRY_MAX_SECONDS={conf.retry_max_seconds} exceeds "

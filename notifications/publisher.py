@@ -15,8 +15,15 @@ What the thread finds waiting when it wakes (commits made while it was publishin
 ones: a web worker's threads committing at once, or any commits while the broker is slow) goes
 out merged: each webhook endpoint's deliveries from all of them in as few messages as
 ``DISPATCH_GROUP_SIZE`` allows, people's likewise, so a worker claims and sends them together
-instead of one message per commit. Nothing is held back to wait for more, and a message still
-never mixes endpoints.
+instead of one message per commit. A message never mixes endpoints.
+
+It also lingers: once a message is waiting, the thread waits up to
+``GATEKEEPER_DISPATCH_LINGER_MS`` (20 ms) for more commits to merge with it, or until a full
+message's worth of deliveries is waiting. A process committing many small changes in a row (an
+import, a sweep, a ticketing system's burst of calls) would otherwise send one message per
+commit, and each message costs a worker about what the delivery itself does: with one event per
+commit, a worker delivered at 27% of its rate of empty tasks. The wait is on this thread only;
+no request waits for it, and a notification goes out at most that much later.
 
 Inline instead (the caller waits, as before) when Celery runs tasks eagerly: eager means "run
 it here, now", and a task run on this thread's behalf from another thread would use another
@@ -30,6 +37,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -74,10 +82,16 @@ class BackgroundPublisher:
 
     Started on first use and again in a forked child (a thread does not survive ``fork``, and
     the parent's queue is the parent's), so a pre-forking server's workers each get their own.
+
+    ``linger`` gives the seconds to wait, once an item is taken, for more to merge with it (read
+    per item, so a test's settings apply); none waits by default.
     """
 
-    def __init__(self, publish: Callable[[Groups], object]) -> None:
+    def __init__(
+        self, publish: Callable[[Groups], object], *, linger: Callable[[], float] | None = None
+    ) -> None:
         self._publish = publish
+        self._linger = linger
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._queue: queue.Queue[Groups] = queue.Queue()
@@ -121,13 +135,23 @@ class BackgroundPublisher:
         while True:
             groups = list(pending.get())
             taken = 1
-            # Whatever else is waiting goes out with it, over one producer connection, and in
-            # fewer messages: the commits' groups for the same endpoint are merged.
+            until = time.monotonic() + (self._linger() if self._linger else 0.0)
+            waiting = sum(len(group.ids) for group in groups)
+            # Whatever else is waiting, or comes within the linger, goes out with it, over one
+            # producer connection, and in fewer messages: the commits' groups for the same
+            # endpoint are merged. A full message's worth goes out without waiting longer.
             while True:
+                left = until - time.monotonic()
                 try:
-                    groups.extend(pending.get_nowait())
+                    more = (
+                        pending.get(timeout=left)
+                        if left > 0 and waiting < DISPATCH_GROUP_SIZE
+                        else pending.get_nowait()
+                    )
                 except queue.Empty:
                     break
+                groups.extend(more)
+                waiting += sum(len(group.ids) for group in more)
                 taken += 1
             try:
                 self._publish(merged(groups) if taken > 1 else groups)
@@ -145,7 +169,11 @@ def _publish(groups: Groups) -> None:
     enqueue_dispatch([group.ids for group in groups])
 
 
-publisher = BackgroundPublisher(_publish)
+def _linger() -> float:
+    return get_conf().dispatch_linger_ms / 1000
+
+
+publisher = BackgroundPublisher(_publish, linger=_linger)
 atexit.register(publisher.flush, 5.0)
 
 

@@ -262,3 +262,66 @@ def test_inline_publishing_sends_each_commit_as_it_came(published, settings):
     publish_after_commit([Group(7, [2]), Group(None, [3])])
     here = threading.current_thread().name
     assert published == [(here, [[1]]), (here, [[2], [3]])]
+
+
+# --- an idle publisher lingers for commits to merge ---------------------------------------------
+
+
+def _recording(linger: float) -> tuple[BackgroundPublisher, list[list[Group]]]:
+    calls: list[list[Group]] = []
+    return BackgroundPublisher(calls.append, linger=lambda: linger), calls
+
+
+def test_commits_made_within_the_linger_go_out_as_one_message():
+    # Idle, not busy: nothing was waiting when the first commit's message arrived, yet the next
+    # commits, a few milliseconds apart as a loop of small changes makes them, join it.
+    own, calls = _recording(linger=2.0)
+    own.submit([Group(7, [1]), Group(None, [2])])
+    own.submit([Group(7, [3])])
+    own.submit([Group(None, [4]), Group(8, [5])])
+    assert own.flush(5.0)
+    assert calls == [[Group(7, [1, 3]), Group(None, [2, 4]), Group(8, [5])]]
+
+
+def test_without_a_linger_an_idle_publisher_sends_at_once():
+    own, calls = _recording(linger=0.0)
+    own.submit([Group(7, [1])])
+    assert own.flush(5.0)
+    own.submit([Group(7, [2])])
+    assert own.flush(5.0)
+    assert calls == [[Group(7, [1])], [Group(7, [2])]]
+
+
+def test_a_full_message_goes_out_without_waiting_out_the_linger():
+    own, calls = _recording(linger=30.0)
+    own.submit([Group(7, list(range(1, 31)))])
+    own.submit([Group(8, list(range(31, 51)))])
+    assert own.flush(5.0)  # well inside the 30 s linger
+    assert calls == [[Group(7, list(range(1, 31))), Group(8, list(range(31, 51)))]]
+
+
+def test_a_lone_commit_goes_out_once_the_linger_is_over():
+    own, calls = _recording(linger=0.2)
+    own.submit([Group(7, [1])])
+    assert own.flush(5.0)
+    own.submit([Group(7, [2])])
+    assert own.flush(5.0)
+    assert calls == [[Group(7, [1])], [Group(7, [2])]]
+
+
+def test_the_app_publisher_lingers_as_configured(settings):
+    from notifications.publisher import _linger
+
+    assert _linger() == 0.02  # GATEKEEPER_DISPATCH_LINGER_MS's default, 20 ms
+    settings.NOTIFICATIONS = {"DISPATCH_LINGER_MS": 0}
+    assert _linger() == 0.0
+
+
+def test_a_linger_over_a_second_is_refused(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from notifications.conf import get_conf
+
+    settings.NOTIFICATIONS = {"DISPATCH_LINGER_MS": 1001}
+    with pytest.raises(ImproperlyConfigured, match="GATEKEEPER_DISPATCH_LINGER_MS"):
+        get_conf()
