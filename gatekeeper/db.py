@@ -263,6 +263,71 @@ def create_once_many(objs: Sequence[models.Model], *, returning: str) -> set[Any
     return {row[0] for row in insert_ignoring_conflicts(objs, returning=[returning])}
 
 
+def insert_rows(objs: Sequence[models.Model]) -> None:
+    """``bulk_create`` of a few new rows of one model, for the write paths a person waits on:
+    one ``INSERT ... RETURNING`` whose text is kept per model and row count, each object then
+    marked saved with its new key (as ``bulk_create`` leaves them; no signals, as it sends none).
+
+    ``bulk_create`` spent about 1.5 ms of CPU on a deciding approval's two log entries, most of
+    it preparing its general case (batches, conflicts, fields returned by database defaults);
+    this does what those two rows need.
+    """
+    if not objs:
+        return
+    model = type(objs[0])
+    db = router.db_for_write(model)
+    connection = connections[db]
+    meta = model._meta
+    written = [f for f in meta.concrete_fields if not f.primary_key]
+
+    def compile_() -> tuple[str, tuple[Any, ...]]:
+        quote = connection.ops.quote_name
+        one_row = f"({', '.join(['%s'] * len(written))})"
+        sql = (
+            f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608 -- names from the model
+            f"({', '.join(quote(f.column) for f in written)}) "
+            f"VALUES {', '.join([one_row] * len(objs))} RETURNING {quote(meta.pk.column)}"  # type: ignore[union-attr]
+        )
+        return sql, ()
+
+    sql, _ = _compiled(("insert_rows", db, model, len(objs)), compile_)
+    params = [
+        f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in written
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        keys = [row[0] for row in cursor.fetchall()]
+    for obj, pk in zip(objs, keys, strict=True):
+        mark_saved(obj, pk, db)
+
+
+def update_row(obj: models.Model, fields: Sequence[str]) -> bool:
+    """``obj.save(update_fields=fields)`` through a statement compiled once per model and set of
+    fields, the values bound per call; False if the row is gone. For plain models on the write
+    paths a person waits on (no signals are sent, and a model that overrides ``save`` is
+    refused): the ORM's save prepared a one-row UPDATE with about 1 ms of CPU, more than
+    PostgreSQL spends running it."""
+    model = type(obj)
+    if model.save is not models.Model.save:
+        raise TypeError(f"{model.__name__} has a save() of its own; call it")
+    db = router.db_for_write(model)
+    connection = connections[db]
+    meta = model._meta
+    shape = tuple(fields)
+
+    def compile_() -> tuple[str, tuple[Any, ...]]:
+        where = models.Q(pk=Param("__pk", meta.pk))  # type: ignore[arg-type]
+        values = {name: Param(name, meta.get_field(name)) for name in shape}  # type: ignore[arg-type]
+        return _update_sql(model, db, where, values)
+
+    sql, template = _compiled(("update_row", db, model, shape), compile_)
+    bound = {name: meta.get_field(name).pre_save(obj, add=False) for name in shape}  # type: ignore[union-attr]
+    bound["__pk"] = obj.pk
+    with connection.cursor() as cursor:
+        cursor.execute(sql, bind_params(template, bound, connection))
+        return bool(cursor.rowcount == 1)
+
+
 # --- claimed work: statements compiled once, values bound per call ---------------------------
 
 

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
 
 from gatekeeper.compiled import CompiledRead, Param
+from gatekeeper.db import insert_rows
 from gatekeeper.errors import PermissionDenied, ValidationFailed
 from gatekeeper.types import User
 from gates.models import Approval, GateReview, ReviewEvent
@@ -158,4 +159,4 @@ review_log = _written(review_entry)
 def review_log_all(entries: list[ReviewEvent]) -> None:
     """Append ``entries`` to their reviews' history in one statement, in the order given (their
     ids follow it, and the log is read in id order within one instant)."""
-    ReviewEvent.objects.bulk_create(entries)
+    insert_rows(entries)

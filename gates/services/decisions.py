@@ -27,6 +27,7 @@ from django.utils import timezone
 from django_stubs_ext import WithAnnotations
 
 from gatekeeper.compiled import CompiledRead, Param
+from gatekeeper.db import update_row
 from gatekeeper.errors import Conflict, PermissionDenied, TransitionRefused
 from gatekeeper.types import User
 from gates import events
@@ -229,7 +230,7 @@ def approval_decide(
         locked.outcome = chosen if decision == Decision.REJECT else ""
         locked.decided_by = person
         locked.decided_at = now
-        locked.save(update_fields=["status", "comment", "outcome", "decided_by", "decided_at"])
+        update_row(locked, ["status", "comment", "outcome", "decided_by", "decided_at"])
         for spec in conditions:
             GateCondition.objects.create(
                 review=review,
@@ -337,7 +338,8 @@ def _decide_review(
             ],
         )
     pending = [a for a in others if a.status == ApprovalStatus.PENDING]
-    Approval.objects.filter(pk__in=[a.pk for a in pending]).update(status=ApprovalStatus.VOID)
+    if pending:
+        Approval.objects.filter(pk__in=[a.pk for a in pending]).update(status=ApprovalStatus.VOID)
     for approval in pending:
         approval.status = ApprovalStatus.VOID
     conditions = list(review.conditions.select_related("owner")) if conditioned else []
