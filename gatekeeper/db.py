@@ -20,7 +20,12 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, JSONObject
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
-from django_fsm import FSMFieldMixin, FSMModelMixin
+from django_fsm import (
+    ConcurrentTransition,
+    ConcurrentTransitionMixin,
+    FSMFieldMixin,
+    FSMModelMixin,
+)
 from pgtrigger import compiler
 
 M = TypeVar("M", bound=models.Model)
@@ -307,22 +312,54 @@ def update_row(obj: models.Model, fields: Sequence[str]) -> bool:
     paths a person waits on (no signals are sent, and a model that overrides ``save`` is
     refused): the ORM's save prepared a one-row UPDATE with about 1 ms of CPU, more than
     PostgreSQL spends running it."""
+    if type(obj).save is not models.Model.save:
+        raise TypeError(f"{type(obj).__name__} has a save() of its own; call it")
+    return _update_one(obj, tuple(fields), {})
+
+
+def save_transitioned(obj: ConcurrentTransitionMixin) -> None:
+    """``obj.save()`` after a transition of a django-fsm-2 ``ConcurrentTransitionMixin`` model,
+    through a statement compiled once per model: every column written, and only while the row's
+    state fields still hold the values ``obj`` was read with; ``ConcurrentTransition`` if they
+    changed since, as that mixin's ``save`` raises. No signals are sent.
+
+    For the state changes a person waits on (a review decided), where the ORM's save spent
+    about 1.2 ms of CPU preparing one UPDATE."""
     model = type(obj)
-    if model.save is not models.Model.save:
-        raise TypeError(f"{model.__name__} has a save() of its own; call it")
+    meta = model._meta
+    initial: dict[str, Any] = obj._ConcurrentTransitionMixin__initial_states  # type: ignore[attr-defined]
+    names = tuple(f.name for f in meta.concrete_fields if not f.primary_key)
+    if not _update_one(obj, names, initial):
+        if model._default_manager.filter(pk=obj.pk).exists():
+            raise ConcurrentTransition(
+                "Cannot save object! The state has been changed since fetched from the database!"
+            )
+        raise model.DoesNotExist(f"no {meta.object_name} #{obj.pk}")  # type: ignore[attr-defined]
+    obj._update_initial_state()
+
+
+def _update_one(obj: models.Model, names: tuple[str, ...], where: dict[str, Any]) -> bool:
+    """One row's ``names`` fields written from ``obj``, where its primary key is ``obj``'s and
+    each column of ``where`` (attnames) holds the value given; True if the row was written."""
+    model = type(obj)
     db = router.db_for_write(model)
     connection = connections[db]
     meta = model._meta
-    shape = tuple(fields)
+    conditions = tuple(where)
 
     def compile_() -> tuple[str, tuple[Any, ...]]:
-        where = models.Q(pk=Param("__pk", meta.pk))  # type: ignore[arg-type]
-        values = {name: Param(name, meta.get_field(name)) for name in shape}  # type: ignore[arg-type]
-        return _update_sql(model, db, where, values)
+        fields = {f.attname: f for f in meta.concrete_fields}
+        match = models.Q(
+            pk=Param("__pk", meta.pk),  # type: ignore[arg-type]
+            **{name: Param(f"__where_{name}", fields[name]) for name in conditions},
+        )
+        values = {name: Param(name, meta.get_field(name)) for name in names}  # type: ignore[arg-type]
+        return _update_sql(model, db, match, values)
 
-    sql, template = _compiled(("update_row", db, model, shape), compile_)
-    bound = {name: meta.get_field(name).pre_save(obj, add=False) for name in shape}  # type: ignore[union-attr]
+    sql, template = _compiled(("update_one", db, model, names, conditions), compile_)
+    bound = {name: meta.get_field(name).pre_save(obj, add=False) for name in names}  # type: ignore[union-attr]
     bound["__pk"] = obj.pk
+    bound.update((f"__where_{name}", value) for name, value in where.items())
     with connection.cursor() as cursor:
         cursor.execute(sql, bind_params(template, bound, connection))
         return bool(cursor.rowcount == 1)

@@ -146,7 +146,7 @@ def review_entry(
 def _written(entry: Callable[P, ReviewEvent]) -> Callable[P, ReviewEvent]:
     def write(*args: P.args, **kwargs: P.kwargs) -> ReviewEvent:
         made = entry(*args, **kwargs)
-        made.save(force_insert=True)
+        insert_rows([made])
         return made
 
     return write

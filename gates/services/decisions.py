@@ -27,7 +27,7 @@ from django.utils import timezone
 from django_stubs_ext import WithAnnotations
 
 from gatekeeper.compiled import CompiledRead, Param
-from gatekeeper.db import update_row
+from gatekeeper.db import save_transitioned, update_row
 from gatekeeper.errors import Conflict, PermissionDenied, TransitionRefused
 from gatekeeper.types import User
 from gates import events
@@ -359,7 +359,7 @@ def _decide_review(
             review.recycle(at=now, summary=summary)
         else:
             review.reject(outcome=outcome, at=now, summary=summary)
-    review.save()
+    save_transitioned(review)
 
     move = _MOVES[outcome]
     if move is not None:

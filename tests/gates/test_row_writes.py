@@ -11,8 +11,9 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django_fsm import ConcurrentTransition
 
-from gatekeeper.db import insert_rows, update_row
+from gatekeeper.db import insert_rows, save_transitioned, update_row
 from gates.models import Approval, ApprovalStatus, EventKind, GateReview, ReviewEvent
 from tests.factories import UserFactory
 from tests.gates.helpers import pending, submitted_review
@@ -121,3 +122,38 @@ def test_update_row_refuses_a_model_with_a_save_of_its_own(review):
     with pytest.raises(TypeError, match="save"):
         update_row(review, ["decision_summary"])
     assert GateReview.objects.get(pk=review.pk).decision_summary == ""
+
+
+def test_save_transitioned_writes_the_move_as_save_would(review):
+    now = timezone.now()
+    # A decided review needs its decision in the log by commit (a database guard).
+    insert_rows([ReviewEvent(review=review, kind=EventKind.REVIEW_DECIDED)])
+    ours = GateReview.objects.get(pk=review.pk)
+    theirs = GateReview.objects.get(pk=review.pk)
+    ours.approve(outcome="go", at=now, summary="Go: by the statement kept")
+    with CaptureQueriesContext(connection) as ctx:
+        save_transitioned(ours)
+    assert len(ctx.captured_queries) == 1
+    saved = GateReview.objects.get(pk=review.pk)
+    assert (saved.state, saved.outcome, saved.decided_at, saved.decision_summary) == (
+        "approved",
+        "go",
+        now,
+        "Go: by the statement kept",
+    )
+    # The instance now holds its new state as read: saved again, it expects "approved".
+    ours.decision_summary = "edited after"
+    save_transitioned(ours)
+    assert GateReview.objects.get(pk=review.pk).decision_summary == "edited after"
+    # Another copy read while it was still submitted is refused, as django-fsm-2's save refuses.
+    theirs.recycle(at=now, summary="Recycle: too late")
+    with pytest.raises(ConcurrentTransition):
+        save_transitioned(theirs)
+    assert GateReview.objects.get(pk=review.pk).state == "approved"
+
+
+def test_save_transitioned_of_a_row_gone_says_so(review):
+    copy = GateReview.objects.get(pk=review.pk)
+    copy.pk = 2_000_000_000
+    with pytest.raises(GateReview.DoesNotExist):
+        save_transitioned(copy)
