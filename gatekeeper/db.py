@@ -17,6 +17,7 @@ import pgtrigger
 from django.db import IntegrityError, NotSupportedError, connections, models, router, transaction
 from django.db.models import F, Func, OuterRef, Subquery, Value
 from django.db.models.expressions import RawSQL
+from django.db.models.fields import AutoFieldMixin
 from django.db.models.functions import Coalesce, JSONObject
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -280,9 +281,14 @@ def insert_rows(objs: Sequence[models.Model]) -> None:
     if not objs:
         return
     model = type(objs[0])
+    meta = model._meta
+    if not isinstance(meta.pk, AutoFieldMixin) or any(
+        getattr(f, "generated", False) or f.has_db_default() for f in meta.concrete_fields
+    ):
+        # The key and every other column come from here: no database-made values but the id.
+        raise TypeError(f"{model.__name__}: insert_rows takes models with an auto id only")
     db = router.db_for_write(model)
     connection = connections[db]
-    meta = model._meta
     written = [f for f in meta.concrete_fields if not f.primary_key]
 
     def compile_() -> tuple[str, tuple[Any, ...]]:

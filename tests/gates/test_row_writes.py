@@ -157,3 +157,10 @@ def test_save_transitioned_of_a_row_gone_says_so(review):
     copy.pk = 2_000_000_000
     with pytest.raises(GateReview.DoesNotExist):
         save_transitioned(copy)
+
+
+def test_insert_rows_refuses_a_model_whose_key_it_would_not_write():
+    from knox.models import AuthToken  # its key is the digest, set by the caller
+
+    with pytest.raises(TypeError, match="auto id"):
+        insert_rows([AuthToken(digest="x" * 128, token_key="y" * 15, user=UserFactory())])

@@ -325,3 +325,19 @@ def test_a_linger_over_a_second_is_refused(settings):
     settings.NOTIFICATIONS = {"DISPATCH_LINGER_MS": 1001}
     with pytest.raises(ImproperlyConfigured, match="GATEKEEPER_DISPATCH_LINGER_MS"):
         get_conf()
+
+
+def test_a_linger_that_cannot_be_read_does_not_stop_the_publisher(caplog):
+    calls: list[list[Group]] = []
+
+    def broken() -> float:
+        raise RuntimeError("settings gone")
+
+    own = BackgroundPublisher(calls.append, linger=broken)
+    with caplog.at_level(logging.ERROR, logger="notifications.publisher"):
+        own.submit([Group(7, [1])])
+        assert own.flush(5.0)
+        own.submit([Group(7, [2])])
+        assert own.flush(5.0)
+    assert calls == [[Group(7, [1])], [Group(7, [2])]]
+    assert "reading the dispatch linger failed" in caplog.text
