@@ -234,23 +234,41 @@ def insert_ignoring_conflicts(
         else [f for f in model._meta.concrete_fields if not f.primary_key]
     )
     quote = connection.ops.quote_name
-    one_row = f"({', '.join(['%s'] * len(written))})"
     target = f"({quote(by_name[conflict].column)}) " if conflict else ""
     columns = [quote(by_name[name].column) for name in returning]
     if returning_sql:
         columns.append(returning_sql)
-    sql = (
+    sql = _insert_sql(
+        connection,
+        model,
+        written,
+        len(objs),
+        f"ON CONFLICT {target}DO NOTHING RETURNING {', '.join(columns)}",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _insert_params(objs, written, connection))
+        return list(cursor.fetchall())
+
+
+def _insert_sql(
+    connection: Any, model: type[models.Model], written: Sequence[Any], rows: int, tail: str
+) -> str:
+    """``INSERT INTO`` the model's table, the ``written`` fields' columns, ``rows`` rows of
+    placeholders, then ``tail`` (conflict handling, ``RETURNING``)."""
+    quote = connection.ops.quote_name
+    one_row = f"({', '.join(['%s'] * len(written))})"
+    return (
         f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 -- names from the model
         f"({', '.join(quote(f.column) for f in written)}) "
-        f"VALUES {', '.join([one_row] * len(objs))} "
-        f"ON CONFLICT {target}DO NOTHING RETURNING {', '.join(columns)}"
+        f"VALUES {', '.join([one_row] * rows)} {tail}"
     )
-    params = [
+
+
+def _insert_params(objs: Sequence[models.Model], written: Sequence[Any], connection: Any) -> list:
+    """The values of ``objs`` for ``written``, prepared as the ORM prepares an insert's."""
+    return [
         f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in written
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
 
 
 def mark_saved(obj: models.Model, pk: Any, alias: str) -> None:
@@ -292,21 +310,12 @@ def insert_rows(objs: Sequence[models.Model]) -> None:
     written = [f for f in meta.concrete_fields if not f.primary_key]
 
     def compile_() -> tuple[str, tuple[Any, ...]]:
-        quote = connection.ops.quote_name
-        one_row = f"({', '.join(['%s'] * len(written))})"
-        sql = (
-            f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608 -- names from the model
-            f"({', '.join(quote(f.column) for f in written)}) "
-            f"VALUES {', '.join([one_row] * len(objs))} RETURNING {quote(meta.pk.column)}"  # type: ignore[union-attr]
-        )
-        return sql, ()
+        returning = f"RETURNING {connection.ops.quote_name(meta.pk.column)}"  # type: ignore[union-attr]
+        return _insert_sql(connection, model, written, len(objs), returning), ()
 
     sql, _ = _compiled(("insert_rows", db, model, len(objs)), compile_)
-    params = [
-        f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in written
-    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, _insert_params(objs, written, connection))
         keys = [row[0] for row in cursor.fetchall()]
     for obj, pk in zip(objs, keys, strict=True):
         mark_saved(obj, pk, db)
@@ -347,24 +356,35 @@ def save_transitioned(obj: ConcurrentTransitionMixin) -> None:
 def _update_one(obj: models.Model, names: tuple[str, ...], where: dict[str, Any]) -> bool:
     """One row's ``names`` fields written from ``obj``, where its primary key is ``obj``'s and
     each column of ``where`` (attnames) holds the value given; True if the row was written."""
-    model = type(obj)
+    meta = obj._meta
+    values = {name: meta.get_field(name).pre_save(obj, add=False) for name in names}  # type: ignore[union-attr]
+    return _update_by_pk(type(obj), obj.pk, values, where)
+
+
+def _update_by_pk(
+    model: type[models.Model], pk: Any, values: dict[str, Any], where: dict[str, Any]
+) -> bool:
+    """``filter(pk=pk, **where).update(**values)`` for one row, through a statement compiled
+    once per model, fields set and columns matched; True if the row was written.
+
+    Each value is bound per call, except an expression (``F(...)``), which stays in the
+    compiled statement and is part of its shape; ``where``'s keys are attnames."""
     db = router.db_for_write(model)
     connection = connections[db]
-    meta = model._meta
+    shape = _finish_shape(values)
     conditions = tuple(where)
 
     def compile_() -> tuple[str, tuple[Any, ...]]:
-        fields = {f.attname: f for f in meta.concrete_fields}
+        meta = model._meta
+        columns = {f.attname: f for f in meta.concrete_fields}
         match = models.Q(
             pk=Param("__pk", meta.pk),  # type: ignore[arg-type]
-            **{name: Param(f"__where_{name}", fields[name]) for name in conditions},
+            **{name: Param(f"__where_{name}", columns[name]) for name in conditions},
         )
-        values = {name: Param(name, meta.get_field(name)) for name in names}  # type: ignore[arg-type]
-        return _update_sql(model, db, match, values)
+        return _update_sql(model, db, match, _finish_fields(model, shape))
 
-    sql, template = _compiled(("update_one", db, model, names, conditions), compile_)
-    bound = {name: meta.get_field(name).pre_save(obj, add=False) for name in names}  # type: ignore[union-attr]
-    bound["__pk"] = obj.pk
+    sql, template = _compiled(("update_by_pk", db, model, shape, conditions), compile_)
+    bound = {**values, "__pk": pk}
     bound.update((f"__where_{name}", value) for name, value in where.items())
     with connection.cursor() as cursor:
         cursor.execute(sql, bind_params(template, bound, connection))
@@ -761,24 +781,7 @@ def finish_claim(model: type[models.Model], *, pk: Any, token: uuid.UUID, **valu
     Compiled once per set of fields written; each value is bound per call (an expression such
     as ``F(...)`` stays in the compiled statement and is part of its shape).
     """
-    db = router.db_for_write(model)
-    connection = connections[db]
-    shape = _finish_shape(values)
-
-    def compile_() -> tuple[str, tuple[Any, ...]]:
-        meta = model._meta
-        where = models.Q(
-            pk=Param("__pk", meta.pk),  # type: ignore[arg-type]
-            claim_token=Param("__claim_token", meta.get_field("claim_token")),  # type: ignore[arg-type]
-        )
-        fields = _finish_fields(model, shape)
-        return _update_sql(model, db, where, fields)
-
-    sql, template = _compiled(("finish_claim", db, model, shape), compile_)
-    bound = {**values, "__pk": pk, "__claim_token": token}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, bind_params(template, bound, connection))
-        return bool(cursor.rowcount == 1)
+    return _update_by_pk(model, pk, values, {"claim_token": token})
 
 
 def finish_claims(
