@@ -418,32 +418,28 @@ def _database_now() -> Any:
 def _decided_since(started_at: Any, *, excluding: list[int]) -> dict[str, float]:
     """The decision window's throughput as the server saw it: reviews decided since it began
     (not the bare endpoints' own target reviews), from the first decision to the last."""
-    from django.db import connections
-    from django.db.models import Count, Max, Min
-
     from gates.models import GateReview
 
-    connections.close_all()
-    seen = (
-        GateReview.objects.filter(state="approved", decided_at__gte=started_at)
-        .exclude(pk__in=excluding)
-        .aggregate(n=Count("id"), first=Min("decided_at"), last=Max("decided_at"))
-    )
-    return {"server_count": seen["n"], "server_rps": _rate(seen["n"], seen["first"], seen["last"])}
+    decided = GateReview.objects.filter(state="approved", decided_at__gte=started_at)
+    return _seen(decided.exclude(pk__in=excluding), "decided_at")
 
 
 def _same_writes_since(started_at: Any) -> dict[str, float]:
     """The same-writes window's throughput as the server saw it, measured as the decisions'
     is: the stage changes it recorded, from the first to the last."""
+    from programs.models import StageTransition
+
+    moved = StageTransition.objects.filter(transition="bench", created_at__gte=started_at)
+    return _seen(moved, "created_at")
+
+
+def _seen(rows: Any, stamp: str) -> dict[str, float]:
+    """How many ``rows`` there are, and their rate over their ``stamp`` column's span."""
     from django.db import connections
     from django.db.models import Count, Max, Min
 
-    from programs.models import StageTransition
-
     connections.close_all()
-    seen = StageTransition.objects.filter(transition="bench", created_at__gte=started_at).aggregate(
-        n=Count("id"), first=Min("created_at"), last=Max("created_at")
-    )
+    seen = rows.aggregate(n=Count("id"), first=Min(stamp), last=Max(stamp))
     return {"server_count": seen["n"], "server_rps": _rate(seen["n"], seen["first"], seen["last"])}
 
 
