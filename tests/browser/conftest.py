@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
 
 # live_server runs Django in a thread while Playwright's sync API holds an event loop.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -50,6 +51,11 @@ def seeded_data(transactional_db):
     thread, Django's context-local connection handler hands out a fresh connection object that
     lacks the serialized copy of the seed data.
     """
+    # The live server runs in this process and shares its content type cache, which an earlier
+    # flush can leave naming rows that are gone (a flush with post_migrate inhibited keeps the
+    # cache, and a rolled-back test may have cached a row it created): the admin's log entry
+    # then points at a missing content type and its save fails at commit. Read them afresh.
+    ContentType.objects.clear_cache()
     for module, function in (
         ("programs.migrations.0002_groups_and_append_only_trigger", "create_groups"),
         ("gates.migrations.0002_seed_gates", "seed"),
