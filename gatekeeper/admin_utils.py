@@ -7,10 +7,16 @@ from typing import Any
 from django import forms, http
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.db import transaction
+from django.db import models, transaction
 from django.utils.text import capfirst
 
 from gatekeeper.errors import DomainError, ValidationFailed
+
+# Every admin form's URL field: a URL typed without a scheme means https, as it will in Django
+# 6.0 (links in Gatekeeper point at tickets, documents and webhook receivers, all https).
+HTTPS_URL_FIELDS: dict[type[models.Field[Any, Any]], dict[str, Any]] = {
+    models.URLField: {"assume_scheme": "https"}
+}
 
 
 class ViewOnlyMixin:

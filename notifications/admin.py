@@ -3,12 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from gatekeeper.admin_utils import EmptyStateMixin, ReadOnlyInline, ViewOnlyMixin
+from gatekeeper.admin_utils import HTTPS_URL_FIELDS, EmptyStateMixin, ReadOnlyInline, ViewOnlyMixin
 from notifications import services
 from notifications.models import Delivery, DeliveryStatus, Event, Notification, WebhookEndpoint
 
@@ -108,8 +107,7 @@ class WebhookEndpointAdmin(EmptyStateMixin, admin.ModelAdmin):
     list_filter = ["is_active"]
     search_fields = ["name", "url"]
     raw_id_fields = ["owner"]
-    # A URL typed without a scheme means https (webhooks carry signed data).
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = HTTPS_URL_FIELDS
     # is_active and its reason/time change only through endpoint_enable/endpoint_disable (the
     # actions below), so disabling always tells the owner and re-enabling clears the reason.
     readonly_fields = ["is_active", "disabled_reason", "disabled_at", "created_at", "updated_at"]

@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django_fsm.admin import FSMAdminMixin
 
 from gatekeeper.admin_utils import (
+    HTTPS_URL_FIELDS,
     EmptyStateMixin,
     ReadOnlyInline,
     SelectorListMixin,
@@ -570,6 +571,10 @@ class MetricReadingAdmin(SelectorListMixin, EmptyStateMixin, ServiceAdminMixin, 
             obj.pk = reading.pk
 
 
-admin.site.register(ExternalReference)
+@admin.register(ExternalReference)
+class ExternalReferenceAdmin(admin.ModelAdmin):
+    formfield_overrides = HTTPS_URL_FIELDS
+
+
 admin.site.site_header = "Gatekeeper"
 admin.site.site_title = "Gatekeeper"
