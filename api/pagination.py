@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
@@ -13,15 +14,16 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
 
 class CountedPage:
     """What a paginator pages when the page is read in another shape than the list is counted
-    in: ``count()`` counts ``counted`` (the filtered scope), a slice reads ``rows`` (the same
-    scope and order, with the page's columns), so the count's SQL carries none of them."""
+    in: ``count()`` counts ``counted`` (the filtered scope), a slice is read by ``read(index)``
+    (the same scope and order, with the page's columns), so the count's SQL carries none of
+    them."""
 
-    def __init__(self, counted: QuerySet[Any], rows: QuerySet[Any]) -> None:
+    def __init__(self, counted: QuerySet[Any], read: Callable[[slice], list[Any]]) -> None:
         self.counted = counted
-        self.rows = rows
+        self.read = read
 
     def count(self) -> int:
         return self.counted.count()
 
     def __getitem__(self, index: slice) -> list[Any]:
-        return list(self.rows[index])
+        return self.read(index)

@@ -426,7 +426,7 @@ class ParamList(Param):
         return [prep(v, connection, prepared=False) for v in value]
 
 
-class _EqualsAny(models.Expression):
+class EqualsAny(models.Expression):
     """``column = ANY(array)``: a filter on a list of values bound as one parameter, so the
     statement's text is the same however many values there are (and compiled once)."""
 
@@ -800,7 +800,7 @@ def finish_claims(
     def compile_() -> tuple[str, tuple[Any, ...]]:
         meta = model._meta
         where = models.Q(
-            _EqualsAny(F("pk"), ParamList("__pks", meta.pk)),  # type: ignore[arg-type]
+            EqualsAny(F("pk"), ParamList("__pks", meta.pk)),  # type: ignore[arg-type]
             claim_token=Param("__claim_token", meta.get_field("claim_token")),  # type: ignore[arg-type]
         )
         fields = _finish_fields(model, shape)

@@ -173,6 +173,35 @@ def test_a_scoped_list_carries_the_same_references_and_metrics(client_for):
     assert row["metrics"] == _expected_metrics(mine)
 
 
+@pytest.mark.parametrize("ordering", ["key", "-key", "name", "-stage_entered_at"])
+@pytest.mark.parametrize("pmo", [True, False], ids=["pmo", "scoped"])
+def test_every_page_is_read_in_the_lists_order(client_for, ordering, pmo):
+    """The page's keys are read in the scope's order and their rows by key (one statement kept
+    for every page size): walking the pages gives each initiative once, in order, whatever the
+    page size, for the PMO's plain scope and a person's DISTINCT one."""
+    person = UserFactory(groups=[PMO] if pmo else [])
+    names = ["delta", "alpha", "echo", "bravo", "charlie"]
+    for n, name in enumerate(names):
+        initiative = InitiativeFactory(key=f"AI-P{n}", name=name, business_owner=person)
+        Initiative.objects.filter(pk=initiative.pk).update(
+            stage_entered_at=timezone.now() - dt.timedelta(days=n)
+        )
+        # Two ways into a person's scope, so a join without DISTINCT would repeat the row.
+        MilestoneFactory(initiative=initiative, owner=person)
+    InitiativeFactory(key="AI-NOT-MINE")
+    api = client_for(person)
+    everything = api.get(f"/api/v1/initiatives/?ordering={ordering}&limit=50").json()
+    expected = [r["key"] for r in everything["results"]]
+    assert len(expected) == everything["count"] == (6 if pmo else 5)
+    for size in (1, 2, 4):
+        walked = []
+        for offset in range(0, len(expected), size):
+            page = api.get(f"/api/v1/initiatives/?ordering={ordering}&limit={size}&offset={offset}")
+            walked += page.json()["results"]
+        assert [r["key"] for r in walked] == expected
+        assert walked == everything["results"]
+
+
 @pytest.mark.slow
 def test_the_list_reads_the_same_on_sqlite(tmp_path):
     """`make run`'s embedded database builds the lists with its own SQL (a JSON array over an

@@ -127,9 +127,10 @@ def test_nested_lists_query_count_is_constant(initiative, django_assert_max_num_
 
 
 # Issue 11's P2 budget for the initiative list as a PMO in a browser session: the session, the
-# user, the PMO check, the count and the page, whose rows bring their external references,
-# metrics and next milestone with them. The detail is the same page of one.
-INITIATIVE_LIST_MAX = 5
+# user, the PMO check, the count, the page's keys and their rows, which bring their external
+# references, metrics and next milestone with them (on PostgreSQL the rows' statement is compiled
+# once, so the keys are read on their own). The detail is the same page of one.
+INITIATIVE_LIST_MAX = 6
 INITIATIVE_DETAIL_MAX = 4
 
 
