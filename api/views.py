@@ -872,8 +872,9 @@ class EvidenceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVi
 
 
 def _manages_webhooks(user: Any) -> bool:
-    # An endpoint is sent every event it subscribes to, across the portfolio, so registering one
-    # is for PMO and the service accounts the PMO set up, not for every signed-in person.
+    # Registering an endpoint is for PMO and the service accounts the PMO set up, not for every
+    # signed-in person; each endpoint is then sent the events about what its owner may see
+    # (notifications.audience).
     return bool(user.is_superuser or user.groups.filter(name__in=[PMO, INTEGRATIONS]).exists())
 
 
@@ -902,7 +903,9 @@ class WebhookEndpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, S
         summary="Subscribe a receiver to events (PMO and service accounts)",
         description="The answer carries the signing `secret` (Standard Webhooks, `whsec_…`) "
         "this once; store it on the receiver. Private, loopback and non-http(s) URLs are "
-        "refused with a 400.",
+        "refused with a 400. The endpoint is sent the subscribed events about the initiatives "
+        "its owner (the caller) may see: a service account's are those of its units and those "
+        "it created.",
         request=s.WebhookEndpointWriteSerializer,
         responses={201: s.WebhookEndpointCreatedSerializer, **ERRORS},
         examples=[

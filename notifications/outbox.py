@@ -43,12 +43,14 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from gatekeeper import metrics
 from gatekeeper.db import insert_ignoring_conflicts, mark_saved
 from gatekeeper.logs import bind_event
+from notifications import audience
 from notifications.models import (
     Channel,
     Delivery,
@@ -321,7 +323,8 @@ def _record_and_deliver(
         # The endpoints changed since this process read them: the statement wrote no webhook
         # delivery; write those of the set it saw.
         endpoints = tuple(_valid_endpoints(endpoints_version))
-        hooks = [row for event in recorded for row in _webhook_rows(event, endpoints)]
+        hidden = _hidden(recorded, endpoints)
+        hooks = [row for event in recorded for row in _webhook_rows(event, endpoints, hidden)]
         written.extend(_bulk_create(hooks, now))
     if recorded:
         logger.info("deliveries written", extra={"deliveries": len(written)})
@@ -570,20 +573,48 @@ def _delivery_rows(
     if missing:
         users.update((u.pk, u) for u in get_user_model()._default_manager.filter(pk__in=missing))
     endpoints = tuple(endpoints)
+    hidden = _hidden(events, endpoints)
     rows: list[Planned] = []
     for event, listed in zip(events, recipients, strict=True):
         rows.extend(_person_rows(event, listed, users))
-        rows.extend(_webhook_rows(event, endpoints))
+        rows.extend(_webhook_rows(event, endpoints, hidden))
     return rows
 
 
-def _webhook_rows(event: Event, endpoints: Iterable[WebhookEndpoint]) -> Iterator[Planned]:
+def _webhook_rows(
+    event: Event, endpoints: Iterable[WebhookEndpoint], hidden: set[tuple[int, int]]
+) -> Iterator[Planned]:
     return (
         # By id: the cached endpoint objects are shared, never attached to a delivery.
         Planned(event, Channel.WEBHOOK, endpoint_id=endpoint.pk)
         for endpoint in endpoints
-        if endpoint.subscribes_to(event.type)
+        if endpoint.subscribes_to(event.type) and (id(event), endpoint.pk) not in hidden
     )
+
+
+def _hidden(events: Sequence[Event], endpoints: Sequence[WebhookEndpoint]) -> set[tuple[int, int]]:
+    """(id(event), endpoint id) of each subscription whose endpoint's owner may not see the
+    initiative the event is about (``notifications.audience``). One question per such owner,
+    and none when every subscribed endpoint's owner sees everything (the usual case)."""
+    asked: dict[int, set[int]] = {}
+    pairs: list[tuple[int, int, int, int]] = []
+    for event in events:
+        initiative_id = audience.initiative_of(event.payload)
+        if initiative_id is None:
+            continue
+        for endpoint in endpoints:
+            # Worked out with the endpoints' read; an endpoint read any other way is scoped to
+            # its owner, which is never wider than what that read would have said.
+            owner_id = getattr(endpoint, "scoped_owner", endpoint.owner_id)
+            if owner_id is None or not endpoint.subscribes_to(event.type):
+                continue
+            asked.setdefault(owner_id, set()).add(initiative_id)
+            pairs.append((id(event), endpoint.pk, owner_id, initiative_id))
+    if not pairs:
+        return set()
+    port = audience.get_port()
+    seen = {owner_id: port.visible(owner_id, ids) for owner_id, ids in asked.items()}
+    return {(event, ep) for event, ep, owner_id, i in pairs if i not in seen[owner_id]}
 
 
 def _person_rows(
@@ -605,8 +636,9 @@ def _person_rows(
 
 
 def _endpoints_version_sql(connection: BaseDatabaseWrapper) -> str:
-    """An SQL expression: the fingerprint of the active endpoints (each one's id and
-    subscription list; the columns a delivery depends on), or NULL where not implemented.
+    """An SQL expression: the fingerprint of the active endpoints (each one's id, subscription
+    list and owner, with the owner's superuser flag and groups: what a delivery depends on,
+    ``notifications.audience`` included), or NULL where not implemented.
 
     Computed by the database in the statement that uses it, so it describes the rows that
     statement saw; an md5 keeps it short however many endpoints there are.
@@ -617,7 +649,26 @@ def _endpoints_version_sql(connection: BaseDatabaseWrapper) -> str:
     fields = {f.name: f.column for f in WebhookEndpoint._meta.concrete_fields}
     table, pk = quote(WebhookEndpoint._meta.db_table), quote(fields["id"])
     types, active = quote(fields["event_types"]), quote(fields["is_active"])
-    listed = f"string_agg(e.{pk}::text || '=' || e.{types}::text, ',' ORDER BY e.{pk})"
+    owner = quote(fields["owner"])
+    user_model = get_user_model()
+    users, user_pk = quote(user_model._meta.db_table), quote(user_model._meta.pk.column)  # type: ignore[union-attr]
+    superuser = quote(user_model._meta.get_field("is_superuser").column)
+    through = user_model.groups.through._meta  # type: ignore[attr-defined]
+    memberships = quote(through.db_table)
+    member, group = (quote(through.get_field(name).column) for name in ("user", "group"))  # type: ignore[union-attr,arg-type]
+    groups = (
+        f"(SELECT string_agg(g.{group}::text, ',' ORDER BY g.{group}) FROM {memberships} g "  # noqa: S608
+        f"WHERE g.{member} = u.{user_pk})"
+    )
+    # A person made or unmade PMO changes what their endpoints are sent, so it changes this.
+    owned_by = (
+        f"(SELECT u.{user_pk}::text || ':' || u.{superuser}::text || ':' || coalesce({groups}, '') "  # noqa: S608
+        f"FROM {users} u WHERE u.{user_pk} = e.{owner})"
+    )
+    listed = (
+        f"string_agg(e.{pk}::text || '=' || e.{types}::text || '@' || coalesce({owned_by}, ''), "
+        f"',' ORDER BY e.{pk})"
+    )
     return f"(SELECT md5(coalesce({listed}, '')) FROM {table} e WHERE e.{active})"  # noqa: S608
 
 
@@ -651,13 +702,17 @@ def _valid_endpoints(version: str | None = None) -> Iterable[WebhookEndpoint]:
     # and the endpoint table is small. With the rows, their set's own fingerprint from the same
     # statement: the cache is keyed by exactly what was read, even if the set changed since the
     # caller's statement.
+    sees_everything = Q(owner__isnull=True) | audience.get_port().sees_everything("owner")
     rows = list(
         WebhookEndpoint.objects.filter(is_active=True).annotate(
-            set_version=RawSQL(version_sql, ())  # noqa: S611 -- no input, names from the model
+            set_version=RawSQL(version_sql, ()),  # noqa: S611 -- no input, names from the model
+            sent_everything=ExpressionWrapper(sees_everything, output_field=BooleanField()),
         )
     )
     valid = []
     for endpoint in rows:
+        # Whose view limits what it is sent (see _hidden); None: nobody's.
+        endpoint.scoped_owner = None if endpoint.sent_everything else endpoint.owner_id  # type: ignore[attr-defined]
         problem = event_types_problem(endpoint.event_types)
         if problem is not None:
             # emit runs inside every service's transaction: one endpoint saved with bad JSON

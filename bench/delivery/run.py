@@ -254,11 +254,14 @@ class Bench:
         from django.core.management import call_command
 
         from notifications.models import WebhookEndpoint
+        from programs.roles import PMO
         from tests import factories as test_factories
 
         call_command("migrate", verbosity=0)
         user_factory: Any = test_factories.UserFactory
-        owner = user_factory(username="hook-owner")
+        # A PMO's endpoint: sent every event it subscribes to, whatever initiative it is about
+        # (an owner who sees less is sent less: notifications.audience).
+        owner = user_factory(username="hook-owner", groups=[PMO])
         endpoint = WebhookEndpoint.objects.create(name="bench", url=self.receiver.url, owner=owner)
         self.receiver.secret = endpoint.secret
 
@@ -450,6 +453,8 @@ class Bench:
             self.emit_events(run)
             mine = Delivery.objects.filter(event__key__startswith=f"bench:{run}:")
             expected = {d.webhook_id for d in mine.only("uuid")}
+            if not expected:
+                raise RuntimeError(f"{run}: the events planned no webhook delivery")
             accounting = cpu.Accounting()
             accounting.start(self.cpu_parts(group))
             sessions_before, active_before = self.database_counters()

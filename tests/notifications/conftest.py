@@ -139,7 +139,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def owner():
-    return UserFactory(username="hook-owner", email="hook-owner@example.com")
+    # Sees every initiative, so its endpoint is sent every event it subscribes to, as the PMO's
+    # are; tests/notifications/test_endpoint_audience.py covers owners who see less.
+    return UserFactory(username="hook-owner", email="hook-owner@example.com", is_superuser=True)
 
 
 @pytest.fixture
