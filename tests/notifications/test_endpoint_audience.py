@@ -13,6 +13,7 @@ from notifications.outbox import emit
 from programs.roles import INTEGRATIONS, PMO
 from tests.factories import BusinessUnitFactory, InitiativeFactory, UserFactory
 from tests.notifications.conftest import payload_with
+from tests.sqlite import assert_passes_on_sqlite
 
 pytestmark = pytest.mark.django_db
 
@@ -87,3 +88,10 @@ def test_a_person_who_sees_nothing_is_sent_nothing_about_initiatives():
     mine = InitiativeFactory(business_owner=person)
     assert _about(InitiativeFactory(), "1") == set()
     assert _about(mine, "2") == {hook.pk}
+
+
+@pytest.mark.slow
+def test_the_same_on_sqlite(tmp_path):
+    """`make run`'s embedded database reads the endpoints and their owners' standing with the
+    same statement (no fingerprint there: the endpoints are read at every event)."""
+    assert_passes_on_sqlite(__file__, tmp_path)
