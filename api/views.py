@@ -178,7 +178,7 @@ def _page_rows_by_key() -> QuerySet[Initiative, tuple[Any, ...]]:
     return InitiativeViewSet._shaped(by_key).values_list(*s.INITIATIVE_LIST_COLUMNS)
 
 
-# The page's statement (seven correlated subqueries for the references, metrics and next
+# The page's statement (three correlated subqueries building the references, metrics and next
 # milestone) cost more CPU to build and compile than PostgreSQL spends running it; it is
 # compiled once per connection, for a list of keys bound as one array.
 _PAGE_ROWS_BY_KEY = CompiledRead(Initiative, _page_rows_by_key)
