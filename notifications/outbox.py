@@ -637,8 +637,8 @@ def _person_rows(
 
 def _endpoints_version_sql(connection: BaseDatabaseWrapper) -> str:
     """An SQL expression: the fingerprint of the active endpoints (each one's id, subscription
-    list and owner, with the owner's superuser flag and groups: what a delivery depends on,
-    ``notifications.audience`` included), or NULL where not implemented.
+    list and owner, with the owner's superuser and active flags and groups: what a delivery
+    depends on, ``notifications.audience`` included), or NULL where not implemented.
 
     Computed by the database in the statement that uses it, so it describes the rows that
     statement saw; an md5 keeps it short however many endpoints there are.
@@ -653,6 +653,7 @@ def _endpoints_version_sql(connection: BaseDatabaseWrapper) -> str:
     user_model = get_user_model()
     users, user_pk = quote(user_model._meta.db_table), quote(user_model._meta.pk.column)  # type: ignore[union-attr]
     superuser = quote(user_model._meta.get_field("is_superuser").column)
+    active = quote(user_model._meta.get_field("is_active").column)
     through = user_model.groups.through._meta  # type: ignore[attr-defined]
     memberships = quote(through.db_table)
     member, group = (quote(through.get_field(name).column) for name in ("user", "group"))  # type: ignore[union-attr,arg-type]
@@ -660,10 +661,11 @@ def _endpoints_version_sql(connection: BaseDatabaseWrapper) -> str:
         f"(SELECT string_agg(g.{group}::text, ',' ORDER BY g.{group}) FROM {memberships} g "  # noqa: S608
         f"WHERE g.{member} = u.{user_pk})"
     )
-    # A person made or unmade PMO changes what their endpoints are sent, so it changes this.
+    # A person made or unmade PMO, or deactivated, changes what their endpoints are sent, so it
+    # changes this.
     owned_by = (
-        f"(SELECT u.{user_pk}::text || ':' || u.{superuser}::text || ':' || coalesce({groups}, '') "  # noqa: S608
-        f"FROM {users} u WHERE u.{user_pk} = e.{owner})"
+        f"(SELECT u.{user_pk}::text || ':' || u.{superuser}::text || ':' || u.{active}::text "  # noqa: S608
+        f"|| ':' || coalesce({groups}, '') FROM {users} u WHERE u.{user_pk} = e.{owner})"
     )
     listed = (
         f"string_agg(e.{pk}::text || '=' || e.{types}::text || '@' || coalesce({owned_by}, ''), "

@@ -19,10 +19,13 @@ class ProgramsAudience:
         memberships = get_user_model().groups.through.objects.filter(
             user_id=OuterRef(f"{user}_id"), group__name=PMO
         )
-        return Q(**{f"{user}__is_superuser": True}) | Q(Exists(memberships))
+        # A deactivated account (someone who left, an integration switched off) sees nothing:
+        # its endpoints are sent nothing about initiatives until someone active owns them.
+        active = Q(**{f"{user}__is_active": True})
+        return active & (Q(**{f"{user}__is_superuser": True}) | Q(Exists(memberships)))
 
     def visible(self, user_id: int, initiative_ids: Set[int]) -> set[int]:
-        user = get_user_model()._default_manager.filter(pk=user_id).first()
+        user = get_user_model()._default_manager.filter(pk=user_id, is_active=True).first()
         if user is None:
             return set()
         scope = selectors.initiatives_visible_to(user).filter(pk__in=initiative_ids)

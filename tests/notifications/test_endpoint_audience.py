@@ -73,6 +73,22 @@ def test_a_pmo_endpoint_gets_every_initiative_until_its_owner_leaves_the_pmo():
     assert _about(elsewhere, "4") == {hook.pk}
 
 
+def test_a_deactivated_owners_endpoint_is_sent_nothing_about_initiatives(bot):
+    pmo = UserFactory(username="pmo", groups=[PMO])
+    theirs = WebhookEndpoint.objects.create(name="pmo tool", url=URL, owner=pmo)
+    jira = WebhookEndpoint.objects.create(name="jira", url=URL, owner=bot)
+    mine = InitiativeFactory(business_unit=bot.business_units.get())
+    assert _about(mine, "1") == {theirs.pk, jira.pk}
+    assert _about(mine, "2") == {theirs.pk, jira.pk}  # cached with the owners' standing
+    for account in (pmo, bot):
+        account.is_active = False
+        account.save(update_fields=["is_active"])
+    assert _about(mine, "3") == set()
+    pmo.is_active = True
+    pmo.save(update_fields=["is_active"])
+    assert _about(mine, "4") == {theirs.pk}
+
+
 def test_an_event_about_no_initiative_goes_to_every_subscriber(bot):
     hook = WebhookEndpoint.objects.create(name="jira", url=URL, owner=bot)
     with transaction.atomic():
