@@ -35,6 +35,7 @@ from gates.models import (
     GateRole,
     GateTemplate,
 )
+from programs import selectors as programs_selectors
 from programs.models import BusinessUnit, Initiative
 from programs.roles import APPROVERS, INTEGRATIONS, PMO
 
@@ -383,7 +384,7 @@ def _visible_approval(*, everything: bool) -> QuerySet[Approval, Approval]:
     approvals = Approval.objects.filter(pk=Param("pk", pk_field))  # type: ignore[arg-type]
     if not everything:
         user_id = Param("user_id", pk_field)  # type: ignore[arg-type]
-        pmo = get_user_model().groups.through.objects.filter(user_id=user_id, group__name=PMO)
+        pmo = programs_selectors.pmo_memberships(user_id)
         day = Param("day", Delegation._meta.get_field("starts_on"))  # type: ignore[arg-type]
         approvals = approvals.filter(
             Q(Exists(pmo)) | _involved_in_review(user_id, day, review="review__")

@@ -9,16 +9,13 @@ from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q
 
 from programs import selectors
-from programs.roles import PMO
 
 
 class ProgramsAudience:
     def sees_everything(self, user: str) -> Q:
         # The selectors' rule (superuser or PMO) as a condition, so the endpoints' read answers
         # it for every owner in the same statement.
-        memberships = get_user_model().groups.through.objects.filter(
-            user_id=OuterRef(f"{user}_id"), group__name=PMO
-        )
+        memberships = selectors.pmo_memberships(OuterRef(f"{user}_id"))
         # A deactivated account (someone who left, an integration switched off) sees nothing:
         # its endpoints are sent nothing about initiatives until someone active owns them.
         active = Q(**{f"{user}__is_active": True})

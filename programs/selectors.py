@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import router
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -32,7 +33,7 @@ from programs.models import (
     SuccessMetric,
 )
 from programs.ports import stage_budget
-from programs.roles import INTEGRATIONS
+from programs.roles import INTEGRATIONS, PMO
 from programs.rules import is_pmo
 from programs.stages import ACTIVE_STAGES, GATE_INTO, Stage
 
@@ -42,6 +43,13 @@ def _sees_everything(user: Any) -> bool:
     # and keeps them on it, so a permission check earlier in the request (the dashboard's, say)
     # already answered this.
     return bool(user.is_superuser or is_pmo(user))
+
+
+def pmo_memberships(user_id: Any) -> QuerySet[Any]:
+    """The PMO group membership of the user ``user_id`` (a value, ``OuterRef`` or compiled
+    ``Param``): ``_sees_everything``'s PMO rule for a statement that answers it with
+    ``Exists`` instead of a query of its own."""
+    return get_user_model().groups.through.objects.filter(user_id=user_id, group__name=PMO)
 
 
 def _service_scope(user: Any, prefix: str = "") -> Q:
