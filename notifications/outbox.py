@@ -596,17 +596,23 @@ def _hidden(events: Sequence[Event], endpoints: Sequence[WebhookEndpoint]) -> se
     """(id(event), endpoint id) of each subscription whose endpoint's owner may not see the
     initiative the event is about (``notifications.audience``). One question per such owner,
     and none when every subscribed endpoint's owner sees everything (the usual case)."""
+    # Worked out with the endpoints' read; an endpoint read any other way is scoped to its
+    # owner, which is never wider than what that read would have said.
+    scoped = [
+        (endpoint, owner_id)
+        for endpoint in endpoints
+        if (owner_id := getattr(endpoint, "scoped_owner", endpoint.owner_id)) is not None
+    ]
+    if not scoped:
+        return set()  # every event of a batch would otherwise be walked for nothing
     asked: dict[int, set[int]] = {}
     pairs: list[tuple[int, int, int, int]] = []
     for event in events:
         initiative_id = audience.initiative_of(event.payload)
         if initiative_id is None:
             continue
-        for endpoint in endpoints:
-            # Worked out with the endpoints' read; an endpoint read any other way is scoped to
-            # its owner, which is never wider than what that read would have said.
-            owner_id = getattr(endpoint, "scoped_owner", endpoint.owner_id)
-            if owner_id is None or not endpoint.subscribes_to(event.type):
+        for endpoint, owner_id in scoped:
+            if not endpoint.subscribes_to(event.type):
                 continue
             asked.setdefault(owner_id, set()).add(initiative_id)
             pairs.append((id(event), endpoint.pk, owner_id, initiative_id))
