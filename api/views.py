@@ -172,10 +172,14 @@ class ScopedViewSet(IdempotentPostMixin, BatchedThrottlesMixin, viewsets.Generic
 # --- initiatives ------------------------------------------------------------------------------
 
 
+def _list_rows(qs: QuerySet[Initiative]) -> QuerySet[Initiative, tuple[Any, ...]]:
+    """``qs`` with the detail's shape, read as the list's values (its joins are the columns')."""
+    return InitiativeViewSet._shaped(qs).values_list(*s.INITIATIVE_LIST_COLUMNS)
+
+
 def _page_rows_by_key() -> QuerySet[Initiative, tuple[Any, ...]]:
     keys = ParamList("keys", Initiative._meta.get_field("key"))  # type: ignore[arg-type]
-    by_key = Initiative.objects.filter(EqualsAny(F("key"), keys)).order_by()
-    return InitiativeViewSet._shaped(by_key).values_list(*s.INITIATIVE_LIST_COLUMNS)
+    return _list_rows(Initiative.objects.filter(EqualsAny(F("key"), keys)).order_by())
 
 
 # The page's statement (three correlated subqueries building the references, metrics and next
@@ -188,8 +192,7 @@ def _initiative_page(scope: QuerySet[Initiative], index: slice) -> list[tuple[An
     """The rows (``INITIATIVE_LIST_COLUMNS``) of the page ``index`` of ``scope``, in its order."""
     if connections[scope.db].vendor != "postgresql":
         # SQLite, the embedded default, has no array parameter: one statement built per page.
-        shaped = InitiativeViewSet._shaped(scope).values_list(*s.INITIATIVE_LIST_COLUMNS)
-        return list(shaped[index])
+        return list(_list_rows(scope)[index])
     # The page's keys in the scope's order and filters (cheap to compile), then their rows.
     keys = list(scope.values_list("key", flat=True)[index])
     rows = {row[0]: row for row in _PAGE_ROWS_BY_KEY(keys=keys)}
