@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from bench import common
+from bench.cli import positive
 
 TARGET_HOLD_RATIO = 1.5
 TARGET_DECIDE_MS = 15.0
@@ -28,7 +29,7 @@ ISSUE_PEER_HOLD_MS = 2.8
 
 
 def main() -> None:
-    args = common.arguments(__doc__.splitlines()[0], rounds={"type": int, "default": None})
+    args = common.arguments(__doc__.splitlines()[0], rounds={"type": positive, "default": None})
     common.setup()
     rounds = args.rounds or (30 if args.quick else 300)
     with common.throwaway_database():

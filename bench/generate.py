@@ -371,10 +371,11 @@ def _metrics(c) -> None:
 
 def main() -> None:
     from bench import common
+    from bench.cli import positive
 
     args = common.arguments(
         "Generate a portfolio into a throwaway database and report the time it took.",
-        initiatives={"type": int, "default": None, "help": "default 100000 (quick: 2000)"},
+        initiatives={"type": positive, "default": None, "help": "default 100000 (quick: 2000)"},
     )
     common.setup()
     size = QUICK if args.quick else FULL

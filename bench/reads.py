@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from bench import common
+from bench.cli import positive
 
 TARGET_QUERIES = 6
 TARGET_RATIO = 1.5
@@ -199,8 +200,8 @@ def main() -> None:
 
     args = common.arguments(
         __doc__.splitlines()[0],
-        initiatives={"type": int, "default": None, "help": "default 100000 (quick: 2000)"},
-        rounds={"type": int, "default": None},
+        initiatives={"type": positive, "default": None, "help": "default 100000 (quick: 2000)"},
+        rounds={"type": positive, "default": None},
         only={
             "default": None,
             "help": "only the reads whose name contains this, e.g. initiatives (more rounds of "

@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.cli import positive  # noqa: E402
 from bench.delivery import cpu  # noqa: E402
 from bench.http.infra import (  # noqa: E402
     VENV_BIN,
@@ -139,10 +140,10 @@ class Receiver:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 events, a few seconds each")
-    parser.add_argument("--events", type=int, help="events per run (default 10000)")
+    parser.add_argument("--events", type=positive, help="events per run (default 10000)")
     parser.add_argument(
         "--per-transaction",
-        type=int,
+        type=positive,
         default=200,
         metavar="K",
         help="events emitted per committed transaction (default 200, as a sweep's chunk; 1: "
@@ -150,17 +151,13 @@ def main() -> int:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive,
         default=1,
         metavar="T",
         help="threads committing at once in this process (default 1), as a busy web worker's",
     )
     args = parser.parse_args()
     n = args.events or (500 if args.quick else 10_000)
-    if args.per_transaction < 1:
-        parser.error("--per-transaction must be at least 1")
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp,

@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.cli import positive  # noqa: E402
 from bench.http.infra import (  # noqa: E402
     VENV_BIN,
     Group,
@@ -59,10 +60,10 @@ MD5 = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts, a few seconds each")
-    parser.add_argument("--decisions", type=_positive, help="deciding approvals to pre-create")
-    parser.add_argument("--rounds", type=_positive, help="rounds of the three windows")
-    parser.add_argument("--seconds", type=_positive, help="duration of each bare-endpoint window")
-    parser.add_argument("--workers", type=_positive, default=5, help="gunicorn sync workers")
+    parser.add_argument("--decisions", type=positive, help="deciding approvals to pre-create")
+    parser.add_argument("--rounds", type=positive, help="rounds of the three windows")
+    parser.add_argument("--seconds", type=positive, help="duration of each bare-endpoint window")
+    parser.add_argument("--workers", type=positive, default=5, help="gunicorn sync workers")
     args = parser.parse_args()
     decisions = args.decisions or (24 if args.quick else 750)
     rounds = args.rounds or (1 if args.quick else 5)
@@ -92,17 +93,6 @@ def main() -> int:
             )
         finally:
             redis.stop()
-
-
-def _positive(text: str) -> int:
-    # 0 would otherwise read as "not given" (the default) and a negative count as no rounds.
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{number} must be at least 1")
-    return number
 
 
 def _environment(db_url: str, redis_url: str) -> dict[str, str]:

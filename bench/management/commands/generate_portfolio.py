@@ -13,16 +13,19 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from bench import generate
+from bench.cli import positive
 
 
 class Command(BaseCommand):
     help = "Create a database and fill it with a generated portfolio (bench settings only)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--initiatives", type=int, default=generate.FULL.initiatives)
+        parser.add_argument("--initiatives", type=positive, default=generate.FULL.initiatives)
         parser.add_argument("--quick", action="store_true", help="2,000 initiatives")
-        parser.add_argument("--milestones-per", type=int, default=generate.FULL.milestones_per)
-        parser.add_argument("--transitions-per", type=int, default=generate.FULL.transitions_per)
+        parser.add_argument("--milestones-per", type=positive, default=generate.FULL.milestones_per)
+        parser.add_argument(
+            "--transitions-per", type=positive, default=generate.FULL.transitions_per
+        )
         parser.add_argument(
             "--database",
             default="bench_portfolio",
