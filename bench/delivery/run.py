@@ -280,41 +280,51 @@ class Bench:
     # --- workers --------------------------------------------------------------------------------
 
     def workers(self, **extra: str) -> list[Group]:
-        group = []
-        for name in ("a", "b"):
-            self.generation += 1
-            worker = Group(
-                [
-                    str(VENV_BIN / "celery"),
-                    "-A",
-                    "gatekeeper",
-                    "worker",
-                    "--pool",
-                    "prefork",
-                    "-c",
-                    "2",
-                    "-Q",
-                    IDLE_QUEUE,
-                    "--loglevel",
-                    "WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-n",
-                    f"bench-{name}-{os.getpid()}-{self.generation}@%h",
-                ],
-                env={**os.environ, **self.env, **extra},
-                log=self.work / f"worker-{self.generation}.log",
+        group: list[Group] = []
+        try:
+            for name in ("a", "b"):
+                group.append(self._worker(name, extra))
+                group[-1].start()
+            wait_for(
+                lambda: len(self._ping()) >= 2 or not all(w.alive() for w in group),
+                timeout=60,
+                what="two idle workers",
             )
-            worker.start()
-            group.append(worker)
-        wait_for(
-            lambda: len(self._ping()) >= 2 or not all(w.alive() for w in group),
-            timeout=60,
-            what="two idle workers",
-        )
-        if not all(w.alive() for w in group):
-            raise SystemExit("a worker exited:\n" + "\n".join(w.log()[-2000:] for w in group))
+            if not all(w.alive() for w in group):
+                raise SystemExit("a worker exited:\n" + "\n".join(w.log()[-2000:] for w in group))
+        except BaseException:
+            # The caller only stops a group it was given: one that never got ready (a worker
+            # exited, the wait ran out, Ctrl-C) is stopped here, or its workers, in sessions
+            # of their own, outlive the bench and load the machine of every later run.
+            for w in group:
+                w.stop()
+            raise
         return group
+
+    def _worker(self, name: str, extra: dict[str, str]) -> Group:
+        self.generation += 1
+        return Group(
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "gatekeeper",
+                "worker",
+                "--pool",
+                "prefork",
+                "-c",
+                "2",
+                "-Q",
+                IDLE_QUEUE,
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"bench-{name}-{os.getpid()}-{self.generation}@%h",
+            ],
+            env={**os.environ, **self.env, **extra},
+            log=self.work / f"worker-{self.generation}.log",
+        )
 
     def _ping(self) -> list[Any]:
         from gatekeeper.celery import app
