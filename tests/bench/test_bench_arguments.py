@@ -1,19 +1,17 @@
 """Every bench count refuses 0, a negative number and a non-number with a usage error, before
 any database is made: each script reads a missing count as its default, so 0 would silently
-mean the default and a negative count would run nothing and fail on an empty sample."""
+mean the default and a negative count would run nothing and fail on an empty sample. And a
+script a test runs over its time is interrupted, not killed, so it can clean up."""
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bench.cli import positive
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.scripts import run_script
 
 
 @pytest.mark.parametrize("text", ["0", "-3", "x", "1.5", ""])
@@ -42,13 +40,25 @@ def test_a_count_of_one_or_more_is_taken():
     ],
 )
 def test_each_script_refuses_a_zero_count_with_a_usage_error(command, argument):
-    run = subprocess.run(
+    run = run_script(
         [sys.executable, *command, argument, "0"],
-        cwd=ROOT,
-        env={"DJANGO_SETTINGS_MODULE": "bench.settings", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
         timeout=120,
+        env={"DJANGO_SETTINGS_MODULE": "bench.settings", "PATH": "/usr/bin:/bin"},
     )
     assert run.returncode == 2, run.stdout + run.stderr
     assert f"argument {argument}: 0 must be at least 1" in run.stderr
+
+
+def test_a_script_over_its_time_is_interrupted_so_it_can_clean_up(tmp_path):
+    marker = tmp_path / "cleaned"
+    script = (
+        "import time\n"
+        "try:\n"
+        "    print('started', flush=True)\n"
+        "    time.sleep(60)\n"
+        "finally:\n"
+        f"    open({str(marker)!r}, 'w').write('yes')\n"
+    )
+    with pytest.raises(pytest.fail.Exception, match="ran over 2 s"):
+        run_script([sys.executable, "-c", script], timeout=2)
+    assert marker.read_text() == "yes"

@@ -8,30 +8,21 @@ every 200 decided its review, no delivery was lost or applied twice.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.bench.scripts import run_script
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 # The scripts set up their own database, broker and settings; nothing of the test run's.
 DROPPED = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
 
 
 def run(script: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in DROPPED}
-    completed = subprocess.run(
-        [sys.executable, script, "--quick"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
+    completed = run_script([sys.executable, script, "--quick"], timeout=540, env=env)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-4000:]
     return completed.stdout
