@@ -59,8 +59,10 @@ RAW_LIST = [
                         ORDER BY m.name, m.id), '[]')
                  FROM programs_successmetric m WHERE m.initiative_id = i.id),
               (SELECT json_build_object('id', n.id, 'title', n.title, 'stage', n.stage,
-                                        'due_at', n.due_at, 'owner', p.username)
-                 FROM programs_milestone n JOIN auth_user p ON p.id = n.owner_id
+                                        'due_at', n.due_at,
+                                        'owner', (SELECT p.username FROM auth_user p
+                                                   WHERE p.id = n.owner_id))
+                 FROM programs_milestone n
                 WHERE n.initiative_id = i.id AND n.status = 'open'
                 ORDER BY n.due_at, n.id LIMIT 1)
        FROM programs_initiative i
