@@ -23,3 +23,5 @@ LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "W
 # django-fsm-log logs every FSM model once installed; Gatekeeper keeps its own records
 # (StageTransition, ReviewEvent) and is measured as it runs in production: without it.
 DJANGO_FSM_LOG_IGNORED_MODELS = ["programs.models.Initiative", "gates.models.GateReview"]
+# The app's URLs with the reads bench's bare list endpoint (bench.views) in front.
+ROOT_URLCONF = "bench.urls"
