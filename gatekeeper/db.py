@@ -958,7 +958,8 @@ def _looked_up(model: type[models.Model], path: str) -> Any:
     """``path``'s value for the row the subquery picks. Across a foreign key (``owner__username``)
     it is looked up by that row's key, in a subquery of its own: joined instead, the planner
     may join every open row's owner (a hash join over the whole user table, per initiative)
-    before it sorts and keeps one, which made the list's page six times slower."""
+    before it sorts and keeps one, which made the list's page statement 3 to 4 times slower
+    (7 to 8 ms against 2 at 20k initiatives). The base manager reads it, as a join would."""
     hop, _, rest = path.partition("__")
     if not rest:
         return F(path)
@@ -966,7 +967,7 @@ def _looked_up(model: type[models.Model], path: str) -> Any:
     related = link.related_model
     if not link.many_to_one or related is None or isinstance(related, str):
         return F(path)  # a reverse or many-to-many path has no single key to look up by
-    target = related._default_manager.filter(pk=OuterRef(link.attname))  # type: ignore[union-attr]
+    target = related._base_manager.filter(pk=OuterRef(link.attname))  # type: ignore[union-attr]
     value = _looked_up(related, rest)  # type: ignore[arg-type]
     return Subquery(target.order_by().values(value=value)[:1])
 
