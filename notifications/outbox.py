@@ -659,7 +659,7 @@ def _endpoints_version_sql(connection: BaseDatabaseWrapper) -> str:
     user_model = get_user_model()
     users, user_pk = quote(user_model._meta.db_table), quote(user_model._meta.pk.column)  # type: ignore[union-attr]
     superuser = quote(user_model._meta.get_field("is_superuser").column)
-    active = quote(user_model._meta.get_field("is_active").column)
+    user_active = quote(user_model._meta.get_field("is_active").column)
     through = user_model.groups.through._meta  # type: ignore[attr-defined]
     memberships = quote(through.db_table)
     member, group = (quote(through.get_field(name).column) for name in ("user", "group"))  # type: ignore[union-attr,arg-type]
@@ -670,7 +670,7 @@ def _endpoints_version_sql(connection: BaseDatabaseWrapper) -> str:
     # A person made or unmade PMO, or deactivated, changes what their endpoints are sent, so it
     # changes this.
     owned_by = (
-        f"(SELECT u.{user_pk}::text || ':' || u.{superuser}::text || ':' || u.{active}::text "  # noqa: S608
+        f"(SELECT u.{user_pk}::text || ':' || u.{superuser}::text || ':' || u.{user_active}::text "  # noqa: S608
         f"|| ':' || coalesce({groups}, '') FROM {users} u WHERE u.{user_pk} = e.{owner})"
     )
     listed = (
