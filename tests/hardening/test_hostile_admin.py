@@ -322,6 +322,9 @@ def _forms(probe: Probe, model: type[models.Model], *, one_field_at_a_time: bool
 ROLES = ["superuser", "pmo", "business_owner", "approver"]
 
 
+# The probe sends bare dates and times on purpose; Django reads them in the current time zone
+# and warns that they came without one, which is the answer, not a defect of the page.
+@pytest.mark.filterwarnings("ignore:DateTimeField .* received a naive datetime:RuntimeWarning")
 @pytest.mark.parametrize("role", ROLES)
 def test_no_admin_changelist_query_is_a_server_error(world, role):
     probe = Probe(world[role])
